@@ -1,0 +1,75 @@
+"""Every setting keel reads, declared once: name, type, default and a line of documentation.
+
+Environment variables are ``KEEL_*``. Read them through :func:`get` so the default and the
+parsing live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from keel.errors import InvalidInput
+
+__all__ = ["SETTINGS", "Setting", "get"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: object
+    doc: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in [
+        Setting(
+            "KEEL_STORE",
+            str,
+            "",
+            "Metadata store URL. Empty: a SQLite file in the project folder "
+            "(.keel/store.db). 'postgresql://user@host/db' for a team server.",
+        ),
+        Setting(
+            "KEEL_PROJECT",
+            str,
+            "",
+            "Project folder. Empty: the current folder or the nearest parent holding keel.yaml.",
+        ),
+        Setting("KEEL_BLOBS", str, "", "Blob folder. Empty: .keel/blobs in the project folder."),
+        Setting("KEEL_USER", str, "", "Who is acting, recorded in audit trails. Empty: $USER."),
+        Setting(
+            "KEEL_BUSY_TIMEOUT_MS",
+            int,
+            60_000,
+            "How long a SQLite writer waits for the lock before giving up.",
+        ),
+        Setting(
+            "KEEL_EXECUTOR", str, "process", "Default executor for search trials: process or ray."
+        ),
+        Setting("KEEL_WORKERS", int, 0, "Worker processes for local executors. 0: one per core."),
+    ]
+}
+
+
+def get(name: str) -> object:
+    """The value of setting ``name`` from the environment, parsed, or its default."""
+    setting = SETTINGS[name]
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return setting.default
+    if setting.type is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidInput(
+                f"environment variable {name}: expected an integer, got {raw!r}"
+            ) from None
+    return raw
+
+
+def user() -> str:
+    """The acting user for audit trails."""
+    return str(get("KEEL_USER") or os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown")

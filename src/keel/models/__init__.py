@@ -1,0 +1,14 @@
+"""keel.models: the one model contract's adapters, and safe saving/loading (no pickle)."""
+
+from keel.models._adapters import LightGBMModel, SklearnModel, check_input_frame
+from keel.models._artifact import load_model, read_manifest, save_model, trusted_type
+
+__all__ = [
+    "LightGBMModel",
+    "SklearnModel",
+    "check_input_frame",
+    "load_model",
+    "read_manifest",
+    "save_model",
+    "trusted_type",
+]

@@ -1,0 +1,113 @@
+"""A keel project: a folder with ``keel.yaml`` and its store (``.keel/``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from keel import config
+from keel.errors import InvalidInput, NotFound
+from keel.store import Store
+
+__all__ = ["Project", "init", "open_project"]
+
+CONFIG_FILE = "keel.yaml"
+STATE_DIR = ".keel"
+
+
+class Project:
+    """A project folder and its store. ``Project(root)`` stores configuration only;
+    :attr:`store` opens (and migrates) the store on first use."""
+
+    def __init__(self, root: str | Path, settings: dict[str, Any] | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.settings = settings or {}
+        self._store: Store | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.settings.get("name") or self.root.name)
+
+    @property
+    def store_url(self) -> str:
+        url = config.get("KEEL_STORE") or self.settings.get("store") or ""
+        return str(url) or f"sqlite:///{self.root / STATE_DIR / 'store.db'}"
+
+    @property
+    def blob_root(self) -> Path:
+        return Path(str(config.get("KEEL_BLOBS") or self.root / STATE_DIR / "blobs"))
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.store_url, self.blob_root)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.root)!r})"
+
+
+def init(path: str | Path = ".", *, name: str | None = None) -> Project:
+    """Create a project in ``path`` (made if missing): ``keel.yaml`` and an empty store.
+
+    Running it again on an existing project leaves its settings as they are.
+    """
+    root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise InvalidInput(f"project path {str(root)!r}: expected a folder, got a file")
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = root / CONFIG_FILE
+    if cfg.exists():
+        project = open_project(root)
+    else:
+        settings = {"name": name or root.resolve().name, "format_version": 1}
+        tmp = cfg.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(settings, sort_keys=False))
+        os.replace(tmp, cfg)
+        project = Project(root, settings)
+    project.store  # noqa: B018 - create and migrate the store now
+    return project
+
+
+def open_project(path: str | Path | None = None) -> Project:
+    """The project at ``path``, or at ``KEEL_PROJECT``, or the nearest folder upward holding
+    ``keel.yaml``."""
+    start = Path(path or str(config.get("KEEL_PROJECT") or "") or Path.cwd()).resolve()
+    for folder in [start, *start.parents]:
+        cfg = folder / CONFIG_FILE
+        if cfg.is_file():
+            return Project(folder, _read_settings(cfg))
+        if path is not None:
+            break
+    raise NotFound(
+        f"no keel project at {str(start)!r} (no {CONFIG_FILE} there or above); "
+        "create one with: keel init"
+    )
+
+
+def _read_settings(cfg: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(cfg.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InvalidInput(
+            f"{cfg.name}{where}: not valid YAML ({exc.__class__.__name__})"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{cfg.name}: expected a mapping of settings, got {type(data).__name__}")
+    return data

@@ -1,0 +1,140 @@
+"""Content-addressed blobs: sha256 names the bytes, the same bytes are stored once.
+
+A blob is written to a temporary file in the same folder, flushed to disk, then renamed into
+place, so a reader sees either no blob or the whole blob. Reading checks the name is a
+sha256 hex digest, so no name can leave the blob folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from keel.errors import InvalidInput, NotFound, UnsafeArtifact
+
+__all__ = ["FileBlobStore", "MemoryBlobStore", "sha256_file"]
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+def _check_sha(sha: str) -> str:
+    if not isinstance(sha, str) or not _SHA.match(sha):
+        raise InvalidInput(f"blob id: expected 64 lowercase hex digits (sha256), got {sha!r}")
+    return sha
+
+
+def sha256_file(path: str | Path) -> tuple[str, int]:
+    """sha256 hex digest and size of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+class FileBlobStore:
+    """Blobs in a folder: ``root/ab/cdef…`` (first two hex digits as a sub-folder)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, sha: str) -> Path:
+        _check_sha(sha)
+        return self.root / sha[:2] / sha[2:]
+
+    def exists(self, sha: str) -> bool:
+        return self.path(sha).exists()
+
+    def put_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.exists(sha):
+            self._write(sha, iter([data]))
+        return sha
+
+    def put_file(self, src: str | Path) -> str:
+        sha, _ = sha256_file(src)
+        if not self.exists(sha):
+            with open(src, "rb") as f:
+                self._write(sha, iter(lambda: f.read(_CHUNK), b""))
+        return sha
+
+    def put_stream(self, stream: BinaryIO) -> str:
+        """Store what a file object yields; the hash is computed while writing."""
+        tmp, sha = self._spool(iter(lambda: stream.read(_CHUNK), b""))
+        return self._commit(tmp, sha)
+
+    def get_bytes(self, sha: str, *, verify: bool = True) -> bytes:
+        try:
+            data = self.path(sha).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"blob {sha[:12]}… is not in the store") from None
+        if verify and hashlib.sha256(data).hexdigest() != sha:
+            raise UnsafeArtifact(
+                f"blob {sha[:12]}… does not match its sha256: it was modified after it was "
+                "stored; refusing to use it"
+            )
+        return data
+
+    def _write(self, sha: str, chunks: Iterator[bytes]) -> None:
+        tmp, got = self._spool(chunks)
+        if got != sha:
+            os.unlink(tmp)
+            raise InvalidInput("file changed while it was being stored; try again")
+        self._commit(tmp, sha)
+
+    def _spool(self, chunks: Iterator[bytes]) -> tuple[str, str]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    h.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp, h.hexdigest()
+
+    def _commit(self, tmp: str, sha: str) -> str:
+        dest = self.path(sha)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)  # atomic; a concurrent writer of the same bytes is harmless
+        return sha
+
+
+class MemoryBlobStore:
+    """The in-memory twin of :class:`FileBlobStore`, same interface, for tests."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+
+    def exists(self, sha: str) -> bool:
+        return _check_sha(sha) in self._blobs
+
+    def put_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        self._blobs.setdefault(sha, bytes(data))
+        return sha
+
+    def put_file(self, src: str | Path) -> str:
+        return self.put_bytes(Path(src).read_bytes())
+
+    def put_stream(self, stream: BinaryIO) -> str:
+        return self.put_bytes(stream.read())
+
+    def get_bytes(self, sha: str, *, verify: bool = True) -> bytes:
+        try:
+            return self._blobs[_check_sha(sha)]
+        except KeyError:
+            raise NotFound(f"blob {sha[:12]}… is not in the store") from None

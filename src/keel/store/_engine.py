@@ -1,0 +1,129 @@
+"""Engines for the two metadata back-ends, and the schema migration that opens them.
+
+SQLite (the default): WAL journal so readers never block the writer, a busy timeout so
+writers queue instead of failing, ``synchronous=FULL`` so an acknowledged write survives a
+crash, and ``BEGIN IMMEDIATE`` for write transactions so two writers never both hold a read
+lock and deadlock on the upgrade. PostgreSQL: psycopg 3, with an advisory lock around
+migrations.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.pool import NullPool
+
+from keel import config
+from keel.errors import InvalidInput
+
+_MIGRATIONS = Path(__file__).parent / "_migrations"
+_PG_LOCK_KEY = 0x6B65656C  # "keel"
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``sqlite:///`` URLs; pick the drivers keel ships with."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise InvalidInput(
+            f"KEEL_STORE: expected a URL such as sqlite:///path/store.db or "
+            f"postgresql://user@host/db, got {url!r}"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return str(parsed.set(drivername="postgresql+psycopg").render_as_string(False))
+    if backend == "sqlite":
+        return url
+    raise InvalidInput(f"KEEL_STORE: expected a sqlite or postgresql URL, got {backend!r}")
+
+
+def create(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, poolclass=NullPool if not path else None)
+    timeout = int(config.get("KEEL_BUSY_TIMEOUT_MS"))  # type: ignore[arg-type]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # keel issues BEGIN itself
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={timeout}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("keel_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _alembic_config(conn: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    cfg = _alembic_config(None)  # type: ignore[arg-type]
+    return str(ScriptDirectory.from_config(cfg).get_current_head())
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision; safe when many processes do it at once."""
+    head = head_revision()
+    if current_revision(engine) == head:
+        return
+    from alembic import command
+
+    with _migration_lock(engine):
+        with engine.connect().execution_options(keel_write=True) as conn:
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+                command.upgrade(_alembic_config(conn), "head")
+
+
+@contextmanager
+def _migration_lock(engine: Engine):  # type: ignore[no-untyped-def]
+    """A file lock beside a SQLite database (its DDL and the version row must not race)."""
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        yield
+        return
+    fd = os.open(f"{path}.migrate.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

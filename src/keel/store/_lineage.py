@@ -1,0 +1,57 @@
+"""Lineage is a query: walk the edges from a record to everything it was made from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from keel.store import _tables
+
+__all__ = ["LineageNode", "lineage"]
+
+
+@dataclass
+class LineageNode:
+    kind: str
+    id: str
+    role: str = ""
+    parents: list[LineageNode] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "role": self.role,
+            "parents": [p.to_dict() for p in self.parents],
+        }
+
+    def walk(self):  # type: ignore[no-untyped-def]
+        yield self
+        for p in self.parents:
+            yield from p.walk()
+
+
+def lineage(store, kind: str, id: str, *, max_depth: int = 20) -> LineageNode:  # type: ignore[no-untyped-def]
+    """The tree of everything ``(kind, id)`` was made from, nearest parents first."""
+    t = _tables.lineage
+    root = LineageNode(kind, id)
+    with store.read() as conn:
+        frontier = [(root, 0)]
+        seen = {(kind, id)}
+        while frontier:
+            node, depth = frontier.pop(0)
+            if depth >= max_depth:
+                continue
+            rows = conn.execute(
+                select(t.c.parent_kind, t.c.parent_id, t.c.role)
+                .where(t.c.child_kind == node.kind, t.c.child_id == node.id)
+                .order_by(t.c.id)
+            ).all()
+            for pk, pid, role in rows:
+                child = LineageNode(pk, pid, role)
+                node.parents.append(child)
+                if (pk, pid) not in seen:
+                    seen.add((pk, pid))
+                    frontier.append((child, depth + 1))
+    return root

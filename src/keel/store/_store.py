@@ -1,0 +1,155 @@
+"""The store: SQL metadata (SQLite or PostgreSQL) plus a content-addressed blob folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from keel.errors import StoreError
+from keel.store import _engine, _tables
+from keel.store._blobs import FileBlobStore
+
+__all__ = ["Store"]
+
+
+class Store:
+    """Metadata and blobs of one keel project.
+
+    ``Store(url, blob_root)`` only stores configuration; :meth:`open` connects and migrates.
+    Write through :meth:`write` (one transaction, ``BEGIN IMMEDIATE`` on SQLite), read through
+    :meth:`read`.
+    """
+
+    def __init__(self, url: str, blob_root: str | Path) -> None:
+        self.url = url
+        self.blobs = FileBlobStore(blob_root)
+        self._engine: Engine | None = None
+
+    @classmethod
+    def open(cls, url: str, blob_root: str | Path) -> Store:
+        store = cls(url, blob_root)
+        store.connect()
+        return store
+
+    def connect(self) -> Store:
+        if self._engine is None:
+            engine = _engine.create(self.url)
+            try:
+                _engine.upgrade(engine)
+            except SQLAlchemyError as exc:
+                engine.dispose()
+                raise StoreError(
+                    f"cannot open the store at {self.safe_url}: {_short(exc)}"
+                ) from None
+            self._engine = engine
+        return self
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self.connect()
+        assert self._engine is not None
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for messages."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:
+            return "<store>"
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: all of it lands, or none of it."""
+        try:
+            with self.engine.connect().execution_options(keel_write=True) as conn:
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise StoreError(f"store write failed: {_short(exc)}") from None
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def schema_revision(self) -> str | None:
+        return _engine.current_revision(self.engine)
+
+    # -- small shared records ------------------------------------------------------------
+
+    def add_event(self, conn: Connection, kind: str, subject: str, payload: dict[str, Any]) -> None:
+        conn.execute(
+            insert(_tables.events).values(
+                kind=kind, subject=subject, payload_json=json.dumps(payload), at=time.time()
+            )
+        )
+
+    def add_edge(
+        self,
+        conn: Connection,
+        child: tuple[str, str],
+        parent: tuple[str, str],
+        role: str,
+    ) -> None:
+        """A lineage edge: ``child`` (kind, id) was made from ``parent`` (kind, id)."""
+        t = _tables.lineage
+        exists = conn.execute(
+            select(t.c.id).where(
+                t.c.child_kind == child[0],
+                t.c.child_id == child[1],
+                t.c.parent_kind == parent[0],
+                t.c.parent_id == parent[1],
+                t.c.role == role,
+            )
+        ).first()
+        if exists is None:
+            conn.execute(
+                insert(t).values(
+                    child_kind=child[0],
+                    child_id=child[1],
+                    parent_kind=parent[0],
+                    parent_id=parent[1],
+                    role=role,
+                )
+            )
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        t = _tables.events
+        q = select(t).order_by(t.c.id)
+        if kind:
+            q = q.where(t.c.kind == kind)
+        with self.read() as conn:
+            return [
+                {**dict(r._mapping), "payload": json.loads(r.payload_json)} for r in conn.execute(q)
+            ]
+
+    def __repr__(self) -> str:
+        return f"Store({self.safe_url!r}, blobs={str(self.blobs.root)!r})"
+
+
+def _short(exc: BaseException) -> str:
+    """The driver's message without SQL text or parameters."""
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).splitlines()[0]

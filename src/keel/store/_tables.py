@@ -1,0 +1,180 @@
+"""The metadata tables, as SQLAlchemy Core objects for queries.
+
+The schema itself is created and changed only by the Alembic migrations in ``_migrations``;
+a test checks that the migrated database matches these definitions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+SHA = String(64)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("sha", SHA, primary_key=True),
+    Column("uri", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha", SHA, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("n_rows", BigInteger, nullable=False),
+    Column("n_cols", Integer, nullable=False),
+    Column("schema_json", Text, nullable=False),
+    Column("profile_sha", SHA, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("name", "version", name="uq_datasets_name_version"),
+)
+Index("ix_datasets_sha", datasets.c.sha)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Column("wall_time", Float, nullable=True),
+    Column("seed", Integer, nullable=True),
+    Column("git_commit", String(64), nullable=True),
+    Column("env_json", Text, nullable=False),
+    Column("tags_json", Text, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+Index("ix_runs_experiment", runs.c.experiment)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("ts", Float, nullable=False),
+)
+Index("ix_metrics_run_key_step", metrics.c.run_id, metrics.c.key, metrics.c.step)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("name", String(500), primary_key=True),
+    Column("sha", SHA, nullable=False),
+    Column("size", BigInteger, nullable=False),
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("description", Text, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(200), ForeignKey("registered_models.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=True),
+    Column("artifact_sha", SHA, nullable=False),
+    Column("flavor", String(50), nullable=False),
+    Column("task", String(50), nullable=False),
+    Column("input_schema_json", Text, nullable=False),
+    Column("output_schema_json", Text, nullable=False),
+    Column("metrics_json", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("name", String(200), ForeignKey("registered_models.name"), primary_key=True),
+    Column("alias", String(100), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("alias", String(100), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("who", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("why", Text, nullable=False),
+)
+Index("ix_alias_events_name", alias_events.c.name, alias_events.c.alias)
+
+model_tags = Table(
+    "model_tags",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+lineage = Table(
+    "lineage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("child_kind", String(20), nullable=False),
+    Column("child_id", String(300), nullable=False),
+    Column("parent_kind", String(20), nullable=False),
+    Column("parent_id", String(300), nullable=False),
+    Column("role", String(50), nullable=False),
+    UniqueConstraint(
+        "child_kind", "child_id", "parent_kind", "parent_id", "role", name="uq_lineage_edge"
+    ),
+)
+Index("ix_lineage_child", lineage.c.child_kind, lineage.c.child_id)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(50), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("payload_json", Text, nullable=False),
+    Column("at", Float, nullable=False),
+)
+Index("ix_events_kind", events.c.kind)

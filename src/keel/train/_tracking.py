@@ -1,0 +1,278 @@
+"""Experiment tracking: a run's parameters, metrics (with steps), artifacts, inputs and
+environment, each write one small transaction so nothing acknowledged is ever lost."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from keel import config
+from keel.errors import InvalidInput, NotFound
+from keel.store import Store, _tables
+
+__all__ = ["Run", "get_run", "list_runs", "start_run"]
+
+_PACKAGES = ("keel", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "optuna")
+t_runs, t_params, t_metrics, t_artifacts = (
+    _tables.runs,
+    _tables.params,
+    _tables.metrics,
+    _tables.artifacts,
+)
+
+
+def environment() -> dict[str, Any]:
+    """Python, platform and the versions of the packages that decide a model's numbers."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": versions}
+
+
+def git_commit(path: str | Path = ".") -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else None
+
+
+def _check_key(key: str, what: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > 250:
+        raise InvalidInput(f"{what} name: expected 1 to 250 characters, got {key!r}")
+    return key
+
+
+def _check_value(key: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"metric {key!r}: expected a number, got {value!r}") from None
+    if math.isnan(v):
+        raise InvalidInput(f"metric {key!r}: expected a number, got NaN")
+    return v
+
+
+class Run:
+    """A training run. Use :func:`start_run`; end it with :meth:`end` or a ``with`` block."""
+
+    def __init__(self, store: Store, run_id: str, experiment: str) -> None:
+        self.store = store
+        self.id = run_id
+        self.experiment = experiment
+        self._t0 = time.perf_counter()
+        self._steps: dict[str, int] = {}
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        rows = [
+            {"run_id": self.id, "key": _check_key(k, "param"), "value": json.dumps(v, default=str)}
+            for k, v in params.items()
+        ]
+        if rows:
+            with self.store.write() as conn:
+                conn.execute(insert(t_params), rows)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        self.log_metrics({key: value}, step=step)
+
+    def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        now = time.time()
+        rows = []
+        for key, value in values.items():
+            s = self._next_step(_check_key(key, "metric")) if step is None else int(step)
+            rows.append(
+                {
+                    "run_id": self.id,
+                    "key": key,
+                    "value": _check_value(key, value),
+                    "step": s,
+                    "ts": now,
+                }
+            )
+        if rows:
+            with self.store.write() as conn:
+                conn.execute(insert(t_metrics), rows)
+
+    def _next_step(self, key: str) -> int:
+        step = self._steps.get(key, -1) + 1
+        self._steps[key] = step
+        return step
+
+    def log_artifact(self, name: str, data: bytes | str | Path) -> str:
+        """Store bytes or a file's content as a blob and name it in this run."""
+        _check_key(name, "artifact")
+        if isinstance(data, bytes):
+            sha, size = self.store.blobs.put_bytes(data), len(data)
+        else:
+            path = Path(data)
+            if not path.is_file():
+                raise InvalidInput(f"artifact {name!r}: {str(path)!r} is not a file")
+            sha, size = self.store.blobs.put_file(path), path.stat().st_size
+        with self.store.write() as conn:
+            where = (t_artifacts.c.run_id == self.id, t_artifacts.c.name == name)
+            conn.execute(t_artifacts.delete().where(*where))
+            conn.execute(insert(t_artifacts).values(run_id=self.id, name=name, sha=sha, size=size))
+        return sha
+
+    def add_input(self, kind: str, id: str, role: str) -> None:
+        """Record that this run read ``(kind, id)`` (e.g. a dataset by its sha) as ``role``."""
+        with self.store.write() as conn:
+            self.store.add_edge(conn, ("run", self.id), (kind, id), role)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        with self.store.write() as conn:
+            row = conn.execute(select(t_runs.c.tags_json).where(t_runs.c.id == self.id)).scalar()
+            merged = {**json.loads(row or "{}"), **{k: str(v) for k, v in tags.items()}}
+            conn.execute(
+                update(t_runs).where(t_runs.c.id == self.id).values(tags_json=json.dumps(merged))
+            )
+
+    def end(self, status: str = "finished") -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                update(t_runs)
+                .where(t_runs.c.id == self.id)
+                .values(
+                    status=status,
+                    ended_at=time.time(),
+                    wall_time=time.perf_counter() - self._t0,
+                )
+            )
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.end("failed" if exc_type else "finished")
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, experiment={self.experiment!r})"
+
+
+def start_run(
+    store: Store,
+    experiment: str = "default",
+    *,
+    seed: int | None = None,
+    tags: dict[str, Any] | None = None,
+    project_root: str | Path | None = None,
+) -> Run:
+    """Open a run; it records the environment and the git commit when there is one."""
+    _check_key(experiment, "experiment")
+    run_id = uuid.uuid4().hex
+    with store.write() as conn:
+        conn.execute(
+            insert(t_runs).values(
+                id=run_id,
+                experiment=experiment,
+                status="running",
+                created_at=time.time(),
+                seed=seed,
+                git_commit=git_commit(project_root or "."),
+                env_json=json.dumps(environment()),
+                tags_json=json.dumps({k: str(v) for k, v in (tags or {}).items()}),
+                created_by=config.user(),
+            )
+        )
+    return Run(store, run_id, experiment)
+
+
+def get_run(store: Store, run_id: str) -> dict[str, Any]:
+    """Everything recorded about one run (a unique prefix of its id is enough)."""
+    with store.read() as conn:
+        rows = conn.execute(select(t_runs).where(t_runs.c.id.startswith(run_id)).limit(2)).all()
+        if len(rows) != 1:
+            why = "is ambiguous" if rows else "does not exist"
+            raise NotFound(f"run {run_id!r} {why}")
+        row = rows[0]
+        params = conn.execute(
+            select(t_params.c.key, t_params.c.value).where(t_params.c.run_id == row.id)
+        ).all()
+        metrics = conn.execute(
+            select(t_metrics.c.key, t_metrics.c.value, t_metrics.c.step)
+            .where(t_metrics.c.run_id == row.id)
+            .order_by(t_metrics.c.key, t_metrics.c.step, t_metrics.c.id)
+        ).all()
+        artifacts = conn.execute(
+            select(t_artifacts.c.name, t_artifacts.c.sha, t_artifacts.c.size).where(
+                t_artifacts.c.run_id == row.id
+            )
+        ).all()
+    history: dict[str, list[tuple[int, float]]] = {}
+    for k, v, s in metrics:
+        history.setdefault(k, []).append((s, v))
+    return {
+        **{c: getattr(row, c) for c in ("id", "experiment", "status", "created_at", "ended_at")},
+        **{c: getattr(row, c) for c in ("wall_time", "seed", "git_commit", "created_by")},
+        "env": json.loads(row.env_json),
+        "tags": json.loads(row.tags_json),
+        "params": {k: json.loads(v) for k, v in params},
+        "metrics": {k: h[-1][1] for k, h in history.items()},
+        "metric_history": history,
+        "artifacts": {n: {"sha": s, "size": z} for n, s, z in artifacts},
+    }
+
+
+def list_runs(store: Store, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest runs first, each with its parameters and the last value of each metric."""
+    q = select(t_runs).order_by(t_runs.c.created_at.desc()).limit(limit)
+    if experiment:
+        q = q.where(t_runs.c.experiment == experiment)
+    with store.read() as conn:
+        runs = conn.execute(q).all()
+        ids = [r.id for r in runs]
+        last = (
+            select(t_metrics.c.run_id, t_metrics.c.key, func.max(t_metrics.c.id).label("mid"))
+            .where(t_metrics.c.run_id.in_(ids))
+            .group_by(t_metrics.c.run_id, t_metrics.c.key)
+            .subquery()
+        )
+        mrows = conn.execute(
+            select(last.c.run_id, last.c.key, t_metrics.c.value).join(
+                t_metrics, t_metrics.c.id == last.c.mid
+            )
+        ).all()
+        prows = conn.execute(select(t_params).where(t_params.c.run_id.in_(ids))).all()
+    metrics: dict[str, dict[str, float]] = {}
+    for rid, key, value in mrows:
+        metrics.setdefault(rid, {})[key] = value
+    params: dict[str, dict[str, Any]] = {}
+    for p in prows:
+        params.setdefault(p.run_id, {})[p.key] = json.loads(p.value)
+    return [
+        {
+            "id": r.id,
+            "experiment": r.experiment,
+            "status": r.status,
+            "created_at": r.created_at,
+            "wall_time": r.wall_time,
+            "tags": json.loads(r.tags_json),
+            "params": params.get(r.id, {}),
+            "metrics": metrics.get(r.id, {}),
+        }
+        for r in runs
+    ]

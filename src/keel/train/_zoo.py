@@ -1,0 +1,172 @@
+"""The model zoo: models by name, for classification and regression, with defaults and a
+search space each. A model kind is data: the estimator to build, its defaults, its space."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.errors import InvalidInput
+
+__all__ = ["ZOO", "ModelKind", "get_kind"]
+
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    name: str
+    build: Callable[[str, dict[str, Any], int], Any]
+    defaults: dict[str, Any]
+    space: Callable[[Any], dict[str, Any]]
+    flavor: str = "sklearn"
+    description: str = ""
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    def estimator(self, task: str, params: dict[str, Any] | None = None, seed: int = 0) -> Any:
+        if task not in TASKS:
+            raise InvalidInput(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
+        merged = {**self.defaults, **(params or {})}
+        try:
+            return self.build(task, merged, seed)
+        except TypeError as exc:
+            raise InvalidInput(f"model {self.name!r}: bad parameter ({exc})") from None
+
+
+def _lightgbm(task: str, p: dict[str, Any], seed: int) -> Any:
+    import lightgbm as lgb
+
+    cls = lgb.LGBMClassifier if task == "classification" else lgb.LGBMRegressor
+    return cls(random_state=seed, deterministic=True, force_row_wise=True, verbose=-1, **p)
+
+
+def _lightgbm_space(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 100, 600, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 15, 127, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
+def _hgb(task: str, p: dict[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    cls = (
+        HistGradientBoostingClassifier
+        if task == "classification"
+        else HistGradientBoostingRegressor
+    )
+    return cls(random_state=seed, **p)
+
+
+def _hgb_space(trial: Any) -> dict[str, Any]:
+    return {
+        "max_iter": trial.suggest_int("max_iter", 100, 500, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 15, 127, log=True),
+        "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True),
+    }
+
+
+def _forest(task: str, p: dict[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    cls = RandomForestClassifier if task == "classification" else RandomForestRegressor
+    return cls(random_state=seed, **p)
+
+
+def _forest_space(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 100, 400, step=50),
+        "max_depth": trial.suggest_int("max_depth", 4, 24),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 20, log=True),
+        "max_features": trial.suggest_float("max_features", 0.2, 1.0),
+    }
+
+
+def _linear(task: str, p: dict[str, Any], seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    if task == "classification":
+        return LogisticRegression(random_state=seed, **p)
+    return Ridge(alpha=1.0 / p.get("C", 1.0))
+
+
+def _linear_space(trial: Any) -> dict[str, Any]:
+    return {"C": trial.suggest_float("C", 1e-3, 100.0, log=True)}
+
+
+def _mlp(task: str, p: dict[str, Any], seed: int) -> Any:
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    cls = MLPClassifier if task == "classification" else MLPRegressor
+    p = dict(p)
+    if "hidden_layer_sizes" in p:
+        p["hidden_layer_sizes"] = tuple(p["hidden_layer_sizes"])
+    return cls(random_state=seed, **p)
+
+
+def _mlp_space(trial: Any) -> dict[str, Any]:
+    width = trial.suggest_int("width", 16, 128, log=True)
+    depth = trial.suggest_int("depth", 1, 2)
+    return {
+        "hidden_layer_sizes": [width] * depth,
+        "alpha": trial.suggest_float("alpha", 1e-6, 1e-2, log=True),
+        "learning_rate_init": trial.suggest_float("learning_rate_init", 1e-4, 1e-2, log=True),
+    }
+
+
+ZOO: dict[str, ModelKind] = {
+    k.name: k
+    for k in [
+        ModelKind(
+            "lightgbm",
+            _lightgbm,
+            {"n_estimators": 400, "learning_rate": 0.05, "num_leaves": 31, "n_jobs": 1},
+            _lightgbm_space,
+            flavor="lightgbm",
+            description="LightGBM gradient-boosted trees (native booster, text format)",
+        ),
+        ModelKind(
+            "hist_gradient_boosting",
+            _hgb,
+            {"max_iter": 300, "learning_rate": 0.1},
+            _hgb_space,
+            description="scikit-learn HistGradientBoosting",
+        ),
+        ModelKind(
+            "random_forest",
+            _forest,
+            {"n_estimators": 200, "min_samples_leaf": 2, "n_jobs": 1},
+            _forest_space,
+            description="scikit-learn random forest",
+        ),
+        ModelKind(
+            "logistic_regression",
+            _linear,
+            {"C": 1.0, "max_iter": 1000},
+            _linear_space,
+            description="logistic regression (ridge regression for regression tasks)",
+        ),
+        ModelKind(
+            "mlp",
+            _mlp,
+            {"hidden_layer_sizes": [64], "max_iter": 200, "early_stopping": True},
+            _mlp_space,
+            description="scikit-learn multi-layer perceptron",
+        ),
+    ]
+}
+
+
+def get_kind(name: str) -> ModelKind:
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise InvalidInput(
+            f"model: unknown model {name!r}; expected one of {', '.join(sorted(ZOO))}"
+        ) from None

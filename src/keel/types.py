@@ -1,0 +1,67 @@
+"""The core protocols of keel, and nothing else.
+
+A *Model* predicts from raw columns and describes its inputs and outputs. A *BlobStore*
+keeps bytes by their sha256. An *Executor* fans work out (a local process pool, or Ray).
+Everything in keel that plugs in implements one of these; ``keel.testing`` holds the
+conformance checks each implementation must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["BlobStore", "Executor", "Model"]
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A fitted model behind one contract.
+
+    ``input_schema``: ``[{"name": ..., "type": ...}, ...]`` of the raw columns it reads.
+    ``output_schema``: ``{"task": ..., "classes": [...] or None, "outputs": [...]}``.
+    ``tags``: capabilities as data, e.g. ``{"predict_proba": True, "allow_nan": True}``.
+    """
+
+    task: str
+    input_schema: list[dict[str, Any]]
+    output_schema: dict[str, Any]
+    tags: dict[str, Any]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray: ...
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Bytes kept by their sha256 hex digest; the same bytes are stored once."""
+
+    def exists(self, sha: str) -> bool: ...
+
+    def put_bytes(self, data: bytes) -> str: ...
+
+    def put_file(self, src: str | Path) -> str: ...
+
+    def put_stream(self, stream: BinaryIO) -> str: ...
+
+    def get_bytes(self, sha: str, *, verify: bool = True) -> bytes: ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs ``fn(shared, item)`` for each item somewhere (in-process, a process pool, a Ray
+    cluster) and yields the results in the order of ``items``. ``shared`` (e.g. the training
+    arrays) is shipped to each worker once, not once per item."""
+
+    name: str
+
+    def map(
+        self, fn: Callable[[Any, Any], Any], items: Iterable[Any], *, shared: Any = None
+    ) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
