@@ -1,7 +1,7 @@
 """keel.store: SQL metadata (SQLite by default, PostgreSQL by URL), blobs, migrations, lineage."""
 
 from keel.store._blobs import FileBlobStore, MemoryBlobStore, sha256_file
-from keel.store._lineage import LineageNode, lineage
+from keel.store._lineage import LineageNode, describe, lineage
 from keel.store._store import Store
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "LineageNode",
     "MemoryBlobStore",
     "Store",
+    "describe",
     "lineage",
     "sha256_file",
 ]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from keel.store import _tables
 
-__all__ = ["LineageNode", "lineage"]
+__all__ = ["LineageNode", "describe", "lineage"]
 
 
 @dataclass
@@ -55,3 +55,25 @@ def lineage(store, kind: str, id: str, *, max_depth: int = 20) -> LineageNode:  
                     seen.add((pk, pid))
                     frontier.append((child, depth + 1))
     return root
+
+
+def describe(store, node: LineageNode) -> dict:  # type: ignore[no-untyped-def]
+    """Human details of one lineage node (dataset name/version and rows, source URI, …)."""
+    import json
+
+    t = _tables
+    with store.read() as conn:
+        if node.kind == "dataset":
+            r = conn.execute(select(t.datasets).where(t.datasets.c.sha == node.id).limit(1)).first()
+            if r is not None:
+                return {"label": f"{r.name}/{r.version}", "rows": r.n_rows, "columns": r.n_cols}
+        elif node.kind == "source":
+            r = conn.execute(select(t.sources).where(t.sources.c.sha == node.id)).first()
+            if r is not None:
+                return {"label": r.uri, "bytes": r.size}
+        elif node.kind == "run":
+            r = conn.execute(select(t.runs).where(t.runs.c.id == node.id)).first()
+            if r is not None:
+                tags = json.loads(r.tags_json)
+                return {"label": f"run {r.id[:12]}", "experiment": r.experiment, **tags}
+    return {"label": node.id if node.kind != "blob" else f"blob {node.id[:12]}…"}

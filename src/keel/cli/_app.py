@@ -1,0 +1,434 @@
+"""The ``keel`` command. Thin: parse, call the Python API, render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from keel.cli._render import console, emit_json, fmt, lineage_tree, table, when
+
+app = typer.Typer(
+    name="keel",
+    help="keel: from raw data to an audited, deployed and watched model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JSON = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
+PROJECT = typer.Option(
+    None, "--project", "-C", help="Project folder (default: find keel.yaml upward)."
+)
+
+
+def _project(path: Path | None) -> Any:
+    from keel.project import open_project
+
+    return open_project(path)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    from keel.errors import InvalidInput
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise InvalidInput(f"--param: expected KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@app.command()
+def init(
+    path: Path = typer.Argument(Path("."), help="Folder for the project (created if missing)."),
+    name: str = typer.Option(None, help="Project name (default: the folder's name)."),
+    as_json: bool = JSON,
+) -> None:
+    """Create a keel project: keel.yaml and an embedded store (SQLite) in .keel/.
+
+    Example: keel init credit-model
+    """
+    from keel.project import init as do_init
+
+    with do_init(path, name=name) as proj:
+        info = {"root": str(proj.root), "name": proj.name, "store": proj.store.safe_url}
+    if as_json:
+        emit_json(info)
+    else:
+        console.print(f"[green]project[/green] {info['name']} at {info['root']} ({info['store']})")
+
+
+@app.command()
+def ingest(
+    source: str = typer.Argument(None, help="CSV or Parquet file (omit with --sql)."),
+    name: str = typer.Option(None, "--name", "-n", help="Dataset name (default: file stem)."),
+    schema: Path = typer.Option(None, help="Schema YAML to validate against (default: inferred)."),
+    sql: str = typer.Option(None, help="A DuckDB SQL query over files, instead of SOURCE."),
+    fmt_: str = typer.Option(None, "--format", help="csv or parquet (default: from the suffix)."),
+    on_error: str = typer.Option(
+        "raise", help="raise: reject the file; quarantine: keep good rows."
+    ),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Read, validate and profile a file into an immutable, content-hashed dataset.
+
+    Example: keel ingest adult.csv --name adult --on-error quarantine
+    """
+    from keel.data import ingest as do_ingest
+
+    with _project(project) as proj:
+        res = do_ingest(
+            proj.store, source, name=name, schema=schema, sql=sql, format=fmt_, on_error=on_error
+        )
+    out = {"dataset": res.dataset.to_dict(), "problems": len(res.problems)}
+    if res.quarantine:
+        out["quarantine"] = res.quarantine.to_dict()
+    if as_json:
+        emit_json(out)
+        return
+    d = res.dataset
+    console.print(
+        f"[green]dataset[/green] {d.ref}  {d.n_rows:,} rows × {d.n_cols} columns  "
+        f"sha256 {d.sha[:12]}"
+    )
+    if res.quarantine:
+        q = res.quarantine
+        console.print(f"[yellow]quarantine[/yellow] {q.ref}  {q.n_rows:,} bad rows kept aside")
+
+
+@app.command()
+def datasets(project: Path = PROJECT, as_json: bool = JSON) -> None:
+    """List datasets and their versions.
+
+    Example: keel datasets --json
+    """
+    from keel.data import list_datasets
+
+    with _project(project) as proj:
+        items = list_datasets(proj.store)
+    if as_json:
+        emit_json([d.to_dict() for d in items])
+        return
+    table(
+        "datasets",
+        ["ref", "kind", "rows", "cols", "sha256", "created"],
+        [[d.ref, d.kind, f"{d.n_rows:,}", d.n_cols, d.sha[:12], when(d.created_at)] for d in items],
+    )
+
+
+@app.command()
+def train(
+    dataset: str = typer.Argument(..., help="Dataset reference: name, name/VERSION or sha prefix."),
+    target: str = typer.Option(..., "--target", "-t", help="The column to predict."),
+    model: str = typer.Option("lightgbm", "--model", "-m", help="Model from the zoo."),
+    param: list[str] = typer.Option([], "--param", "-p", help="KEY=VALUE model parameter."),
+    features: Path = typer.Option(None, help="Feature spec YAML (default: inferred)."),
+    holdout: str = typer.Option(None, help="Hold-out dataset (default: a split of DATASET)."),
+    split: str = typer.Option("stratified", help="random, stratified, time or group."),
+    test_size: float = typer.Option(0.2, help="Hold-out fraction when splitting."),
+    time_col: str = typer.Option(None, help="Column ordering rows for --split time."),
+    group_col: str = typer.Option(None, help="Column of groups for --split group."),
+    trials: int = typer.Option(0, help="Optuna trials; 0 trains once with the parameters given."),
+    executor: str = typer.Option("process", help="Executor for trials: process, inline or ray."),
+    seed: int = typer.Option(0, help="Random seed: same data, spec and seed give same metrics."),
+    experiment: str = typer.Option("default", help="Experiment the run belongs to."),
+    register_as: str = typer.Option(None, "--register", help="Register the model under this name."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Train a model (or search its parameters with --trials) and record the run.
+
+    Example: keel train adult-train -t income --holdout adult-test --trials 20 --register income
+    """
+    from keel import train as t
+
+    with _project(project) as proj:
+        common = dict(
+            features=features, holdout=holdout, split=split, seed=seed, experiment=experiment
+        )
+        if trials > 0:
+            res = t.search(
+                proj.store,
+                dataset,
+                target,
+                model=model,
+                n_trials=trials,
+                executor=executor,
+                progress=not as_json,
+                **common,
+            )
+            final = res.final
+        else:
+            final = t.train(
+                proj.store,
+                dataset,
+                target,
+                model=model,
+                params=_parse_params(param),
+                test_size=test_size,
+                time_col=time_col,
+                group_col=group_col,
+                **common,
+            )
+        out: dict[str, Any] = {
+            "run_id": final.run_id,
+            "model": model,
+            "task": final.task,
+            "metrics": final.metrics,
+        }
+        if register_as:
+            out["registered"] = _register(proj.store, register_as, final).ref
+    if as_json:
+        emit_json(out)
+        return
+    table(
+        f"run {final.run_id[:12]} — {model} ({final.task}), hold-out metrics",
+        ["metric", "value"],
+        [[k, v] for k, v in final.metrics.items()],
+    )
+    if register_as:
+        console.print(f"[green]registered[/green] {out['registered']}")
+
+
+def _register(store: Any, name: str, final: Any) -> Any:
+    from keel import registry
+
+    return registry.register(
+        store,
+        name,
+        artifact_sha=final.artifact_sha,
+        flavor=final.model.flavor,
+        task=final.task,
+        input_schema=final.model.input_schema,
+        output_schema=final.model.output_schema,
+        run_id=final.run_id,
+        metrics=final.metrics,
+    )
+
+
+@app.command()
+def runs(
+    experiment: str = typer.Option(None, help="Only runs of this experiment."),
+    limit: int = typer.Option(20, help="How many of the newest runs."),
+    run_id: str = typer.Option(None, "--id", help="Show one run in full (id or unique prefix)."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """List runs with their parameters and last metric values, or show one run.
+
+    Example: keel runs --experiment adult-demo --limit 5
+    """
+    from keel.train import get_run, list_runs
+
+    with _project(project) as proj:
+        data: Any = (
+            get_run(proj.store, run_id) if run_id else list_runs(proj.store, experiment, limit)
+        )
+    if as_json:
+        emit_json(data)
+        return
+    if run_id:
+        table(
+            f"run {data['id']}",
+            ["field", "value"],
+            [
+                ["experiment", data["experiment"]],
+                ["status", data["status"]],
+                ["seed", data["seed"]],
+                ["git commit", data["git_commit"]],
+                ["wall time (s)", data["wall_time"]],
+                *[[f"param {k}", v] for k, v in data["params"].items()],
+                *[[f"metric {k}", v] for k, v in data["metrics"].items()],
+                *[[f"artifact {k}", v["sha"][:12]] for k, v in data["artifacts"].items()],
+            ],
+        )
+        return
+    keys = sorted({k for r in data for k in r["metrics"]})[:6]
+    table(
+        "runs",
+        ["id", "experiment", "status", "model", *keys, "seconds"],
+        [
+            [
+                r["id"][:12],
+                r["experiment"],
+                r["status"],
+                r["params"].get("model", r["tags"].get("model", "")),
+                *[r["metrics"].get(k) for k in keys],
+                r["wall_time"],
+            ]
+            for r in data
+        ],
+    )
+
+
+@app.command()
+def models(
+    name: str = typer.Argument(None, help="Show the versions of this model."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """List registered models, or the versions of one with their aliases and metrics.
+
+    Example: keel models adult-income
+    """
+    from keel import registry
+
+    with _project(project) as proj:
+        if name:
+            versions = registry.list_versions(proj.store, name)
+            if as_json:
+                emit_json([v.to_dict() for v in versions])
+                return
+            table(
+                f"model {name}",
+                ["version", "aliases", "flavor", "task", "run", "metrics", "created"],
+                [
+                    [
+                        v.version,
+                        ", ".join(v.aliases),
+                        v.flavor,
+                        v.task,
+                        (v.run_id or "")[:12],
+                        " ".join(f"{k}={fmt(m)}" for k, m in list(v.metrics.items())[:3]),
+                        when(v.created_at),
+                    ]
+                    for v in versions
+                ],
+            )
+            return
+        items = registry.list_models(proj.store)
+    if as_json:
+        emit_json(items)
+        return
+    table(
+        "models",
+        ["name", "latest", "versions", "aliases"],
+        [
+            [
+                m["name"],
+                m["latest"],
+                m["versions"],
+                ", ".join(f"{a}→{v}" for a, v in m["aliases"].items()),
+            ]
+            for m in items
+        ],
+    )
+
+
+@app.command()
+def alias(
+    ref: str = typer.Argument(..., help="Model version: name/VERSION (or name@other-alias)."),
+    alias_name: str = typer.Argument(
+        ..., metavar="ALIAS", help="Alias such as candidate or production."
+    ),
+    why: str = typer.Option("", help="Reason, kept in the audit trail."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Point an alias at a model version; every move is recorded (who, when, why).
+
+    Example: keel alias adult-income/3 production --why "passed review"
+    """
+    from keel import registry
+
+    with _project(project) as proj:
+        mv = registry.set_alias(proj.store, ref, alias_name, why=why)
+        history = registry.alias_history(proj.store, mv.name)
+    if as_json:
+        emit_json({"model": mv.ref, "alias": alias_name, "history": history})
+        return
+    console.print(f"[green]{mv.name}@{alias_name}[/green] → version {mv.version}")
+
+
+@app.command()
+def lineage(
+    ref: str = typer.Argument(..., help="Model reference: name, name/VERSION or name@alias."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Walk a model's lineage: model → run → dataset(s) → source file(s).
+
+    Example: keel lineage adult-income@candidate
+    """
+    from keel import registry
+    from keel import store as st
+
+    with _project(project) as proj:
+        mv = registry.get_version(proj.store, ref)
+        root = st.lineage(proj.store, "model", mv.ref)
+        details = {(n.kind, n.id): st.describe(proj.store, n) for n in root.walk()}
+    details[("model", mv.ref)] = {
+        "label": mv.ref,
+        **{k: v for k, v in list(mv.metrics.items())[:2]},
+    }
+    if as_json:
+        emit_json(
+            {"tree": root.to_dict(), "details": {f"{k}:{i}": d for (k, i), d in details.items()}}
+        )
+        return
+    console.print(lineage_tree(root, details))
+
+
+@app.command()
+def demo(
+    folder: Path = typer.Option(
+        None, help="Where to create the demo project (default: a temp folder)."
+    ),
+    trials: int = typer.Option(12, help="Optuna trials."),
+    executor: str = typer.Option("process", help="process, inline or ray."),
+    as_json: bool = JSON,
+) -> None:
+    """The end-to-end demo on bundled UCI Adult: init → ingest → search → register → alias.
+
+    Example: keel demo --trials 8
+    """
+    import time
+
+    from keel import registry
+    from keel import store as st
+    from keel.demo import run_demo
+    from keel.project import open_project
+
+    t0 = time.perf_counter()
+    res = run_demo(folder, n_trials=trials, executor=executor, progress=not as_json)
+    seconds = time.perf_counter() - t0
+    if as_json:
+        emit_json({**res.__dict__, "project": str(res.project), "seconds": seconds})
+        return
+    best = sorted(res.trials, key=lambda t: -t["value"])[:5]
+    table(
+        "best search trials (validation ROC AUC)",
+        ["trial", "val_roc_auc", "n_estimators", "learning_rate", "num_leaves", "seconds"],
+        [
+            [
+                t["number"],
+                t["value"],
+                t["params"]["n_estimators"],
+                t["params"]["learning_rate"],
+                t["params"]["num_leaves"],
+                t["seconds"],
+            ]
+            for t in best
+        ],
+    )
+    table(
+        f"{res.model_ref} (alias candidate) on the hold-out set {res.datasets['holdout']}",
+        ["metric", "value"],
+        [[k, v] for k, v in res.metrics.items()],
+    )
+    with open_project(res.project) as proj:
+        root = st.lineage(proj.store, "model", res.model_ref)
+        details = {(n.kind, n.id): st.describe(proj.store, n) for n in root.walk()}
+        mv = registry.get_version(proj.store, res.model_ref)
+    details[("model", mv.ref)] = {"label": f"{mv.ref} @ {', '.join(mv.aliases)}"}
+    console.print("[bold]lineage[/bold]")
+    console.print(lineage_tree(root, details))
+    console.print(f"project: {res.project}   total {seconds:.1f} s")

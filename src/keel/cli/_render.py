@@ -1,0 +1,58 @@
+"""Rendering for the CLI: rich tables and trees for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, sort_keys=True))
+
+
+def when(ts: float | None) -> str:
+    if not ts:
+        return ""
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*[fmt(v) for v in r])
+    console.print(t)
+
+
+def lineage_tree(root: Any, details: dict[tuple[str, str], dict[str, Any]]) -> Tree:
+    def label(node: Any) -> str:
+        d = details.get((node.kind, node.id), {})
+        extra = ", ".join(f"{k}={fmt(v)}" for k, v in d.items() if k != "label")
+        role = f" [dim]({node.role})[/dim]" if node.role else ""
+        return f"[bold]{node.kind}[/bold] {d.get('label', node.id)}{role}" + (
+            f" [dim]{extra}[/dim]" if extra else ""
+        )
+
+    tree = Tree(label(root))
+
+    def add(parent_tree: Tree, node: Any) -> None:
+        for p in node.parents:
+            add(parent_tree.add(label(p)), p)
+
+    add(tree, root)
+    return tree

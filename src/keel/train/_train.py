@@ -1,0 +1,242 @@
+"""Train one model on a stored dataset and record everything about it as a run."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.errors import InvalidInput
+from keel.store import Store
+from keel.train._metrics import evaluate
+from keel.train._split import split_indices
+from keel.train._tracking import Run, start_run
+from keel.train._zoo import get_kind
+
+__all__ = ["Prepared", "TrainResult", "build_model", "prepare", "train"]
+
+
+@dataclass
+class Prepared:
+    """What a training run reads: frames, target, task, the feature spec and its inputs."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    target: str
+    task: str
+    spec: Any
+    input_schema: list[dict[str, Any]]
+    inputs: list[tuple[str, str]] = field(default_factory=list)  # (dataset sha, role)
+
+    @property
+    def columns(self) -> list[str]:
+        return [c["name"] for c in self.input_schema]
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model: Any
+    metrics: dict[str, float]
+    artifact_sha: str
+    model_kind: str
+    params: dict[str, Any]
+    task: str
+
+
+def infer_task(series: pd.Series, logical_type: str | None) -> str:
+    if logical_type in ("string", "category", "bool"):
+        return "classification"
+    if logical_type == "int" and series.nunique(dropna=True) <= 20:
+        return "classification"
+    if logical_type is None and not pd.api.types.is_numeric_dtype(series):
+        return "classification"
+    return "regression"
+
+
+def _load_spec(features: Any, types: dict[str, str], target: str) -> Any:
+    from keel.features import FeatureSpec
+
+    if features is None:
+        return FeatureSpec.infer({k: v for k, v in types.items() if k != target}, target=target)
+    if isinstance(features, FeatureSpec):
+        return features
+    if isinstance(features, dict):
+        return FeatureSpec.from_dict(features)
+    return FeatureSpec.from_yaml(features)
+
+
+def prepare(
+    store: Store,
+    dataset: str,
+    target: str,
+    *,
+    features: Any = None,
+    task: str | None = None,
+    holdout: str | None = None,
+    split: str = "stratified",
+    test_size: float = 0.2,
+    seed: int = 0,
+    time_col: str | None = None,
+    group_col: str | None = None,
+) -> Prepared:
+    """Load the dataset(s), check the target, choose the task, split, and settle the spec."""
+    from keel.data import get_dataset, load_frame
+
+    ds = get_dataset(store, dataset)
+    df = load_frame(store, ds)
+    types = {c["name"]: c["type"] for c in ds.schema.get("columns", [])}
+    if target not in df.columns:
+        raise InvalidInput(
+            f"target: column {target!r} is not in dataset {ds.ref}; "
+            f"columns: {', '.join(df.columns)}"
+        )
+    df = df[df[target].notna()].reset_index(drop=True)
+    task = task or infer_task(df[target], types.get(target))
+    if split == "stratified" and task == "regression":
+        split = "random"
+    inputs = [(ds.sha, "train")]
+    if holdout:
+        hds = get_dataset(store, holdout)
+        test = load_frame(store, hds)
+        if target not in test.columns:
+            raise InvalidInput(f"holdout {hds.ref}: target column {target!r} is missing")
+        test = test[test[target].notna()].reset_index(drop=True)
+        train = df
+        inputs.append((hds.sha, "holdout"))
+    else:
+        tr, te = split_indices(
+            df,
+            split,
+            target=target,
+            test_size=test_size,
+            seed=seed,
+            time_col=time_col,
+            group_col=group_col,
+        )
+        train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
+    spec = _load_spec(features, types, target)
+    used = _spec_columns(spec, [c for c in df.columns if c != target])
+    input_schema = [{"name": c, "type": types.get(c, "string")} for c in used]
+    return Prepared(train, test, target, task, spec, input_schema, inputs)
+
+
+def _spec_columns(spec: Any, available: list[str]) -> list[str]:
+    """The raw columns the spec reads, in the dataset's order."""
+    named: set[str] = set()
+    for step in spec.steps:
+        named.update(step.columns)
+    if getattr(spec, "remainder", "drop") == "passthrough":
+        return available
+    missing = sorted(named - set(available))
+    if missing:
+        raise InvalidInput(
+            f"feature spec names column(s) {', '.join(map(repr, missing))} that the dataset "
+            f"lacks (or that is the target); columns: {', '.join(available)}"
+        )
+    return [c for c in available if c in named]
+
+
+def build_model(prep: Prepared, model: str, params: dict[str, Any] | None, seed: int) -> Any:
+    """Fit the feature transform and the estimator on the training part; wrap it."""
+    from sklearn.pipeline import Pipeline
+
+    from keel.features import compile_spec
+    from keel.models import LightGBMModel, SklearnModel
+
+    kind = get_kind(model)
+    _seed_everything(seed)
+    pipe = Pipeline(
+        [
+            ("features", compile_spec(prep.spec, prep.columns)),
+            ("model", kind.estimator(prep.task, params, seed)),
+        ]
+    )
+    X, y = prep.train[prep.columns], prep.train[prep.target].to_numpy()
+    if prep.task == "classification":
+        y = y.astype(str) if y.dtype == object or pd.api.types.is_string_dtype(y) else y
+    pipe.fit(X, y)
+    if kind.flavor == "lightgbm":
+        return LightGBMModel.from_pipeline(pipe, prep.task, prep.input_schema)
+    return SklearnModel(pipe, prep.task, prep.input_schema)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def train(
+    store: Store,
+    dataset: str,
+    target: str,
+    *,
+    model: str = "lightgbm",
+    params: dict[str, Any] | None = None,
+    features: Any = None,
+    task: str | None = None,
+    holdout: str | None = None,
+    split: str = "stratified",
+    test_size: float = 0.2,
+    seed: int = 0,
+    experiment: str = "default",
+    time_col: str | None = None,
+    group_col: str | None = None,
+    tags: dict[str, Any] | None = None,
+    prepared: Prepared | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``dataset`` to predict ``target``; evaluate on the hold-out part
+    (``holdout`` dataset, or a ``split`` of the data); record a run with everything needed to
+    reproduce it."""
+    kind = get_kind(model)
+    prep = prepared or prepare(
+        store,
+        dataset,
+        target,
+        features=features,
+        task=task,
+        holdout=holdout,
+        split=split,
+        test_size=test_size,
+        seed=seed,
+        time_col=time_col,
+        group_col=group_col,
+    )
+    run = start_run(store, experiment, seed=seed, tags={"model": model, **(tags or {})})
+    with run:
+        _log_setup(run, prep, kind.name, {**kind.defaults, **(params or {})}, split, seed)
+        fitted = build_model(prep, model, params, seed)
+        metrics = evaluate(fitted, prep.test[prep.columns], prep.test[prep.target].to_numpy())
+        run.log_metrics({f"holdout_{k}": v for k, v in metrics.items()}, step=0)
+        from keel.models import save_model
+
+        sha = save_model(fitted, store.blobs)
+        run.log_artifact("model", store.blobs.get_bytes(sha))
+    return TrainResult(
+        run.id, fitted, metrics, sha, model, {**kind.defaults, **(params or {})}, prep.task
+    )
+
+
+def _log_setup(
+    run: Run, prep: Prepared, model: str, params: dict[str, Any], split: str, seed: int
+) -> None:
+    run.log_params(
+        {
+            **{f"model.{k}": v for k, v in params.items()},
+            "model": model,
+            "task": prep.task,
+            "target": prep.target,
+            "split": "holdout" if any(r == "holdout" for _, r in prep.inputs) else split,
+            "seed": seed,
+            "n_train": len(prep.train),
+            "n_test": len(prep.test),
+            "feature_spec_sha": prep.spec.hash(),
+        }
+    )
+    run.log_artifact("feature_spec.json", json.dumps(prep.spec.to_dict(), sort_keys=True).encode())
+    for sha, role in prep.inputs:
+        run.add_input("dataset", sha, role)
