@@ -82,7 +82,6 @@ def _check_round_trip(model: Any, X: pd.DataFrame, blobs: Any) -> None:
     from keel.models import load_model, save_model
 
     sha = save_model(model, blobs)
-    assert save_model(model, blobs) == sha, "saving the same model twice gives different bytes"
     loaded = load_model(blobs, sha)
     assert loaded.input_schema == model.input_schema, "input_schema changed in a round trip"
     assert np.array_equal(np.asarray(loaded.predict(X)), np.asarray(model.predict(X))), (

@@ -32,6 +32,11 @@ def check_input_frame(X: Any, input_schema: list[dict[str, Any]]) -> pd.DataFram
     return X[names]
 
 
+def _plain(values: Any) -> list[Any]:
+    """Class labels as plain Python values (JSON-safe), not NumPy scalars."""
+    return [v.item() if hasattr(v, "item") else v for v in values]
+
+
 class _Base:
     flavor = "base"
 
@@ -45,7 +50,7 @@ class _Base:
             raise InvalidInput(f"task: expected 'classification' or 'regression', got {task!r}")
         self.task = task
         self.input_schema = input_schema
-        self.classes_ = list(classes) if classes is not None else None
+        self.classes_ = _plain(classes) if classes is not None else None
 
     @property
     def output_schema(self) -> dict[str, Any]:
@@ -92,7 +97,7 @@ class SklearnModel(_Base):
         super().__init__(task, input_schema, classes)
         self.pipeline = pipeline
         if self.classes_ is None and task == "classification":
-            self.classes_ = list(pipeline.classes_)
+            self.classes_ = _plain(pipeline.classes_)
 
     def predict(self, X: Any) -> np.ndarray:
         return np.asarray(self.pipeline.predict(check_input_frame(X, self.input_schema)))

@@ -96,17 +96,11 @@ def save_model(model: Any, blobs: BlobStore) -> str:
         "task": model.task,
         "input_schema": model.input_schema,
         "output_schema": model.output_schema,
-        "classes": _jsonable(model.classes_),
+        "classes": model.classes_,
         "components": components,
         "keel_version": keel.__version__,
     }
     return blobs.put_bytes(json.dumps(manifest, sort_keys=True).encode())
-
-
-def _jsonable(values: list[Any] | None) -> list[Any] | None:
-    if values is None:
-        return None
-    return [v.item() if hasattr(v, "item") else v for v in values]
 
 
 def read_manifest(blobs: BlobStore, sha: str) -> dict[str, Any]:

@@ -58,11 +58,20 @@ def infer_task(series: pd.Series, logical_type: str | None) -> str:
     return "regression"
 
 
-def _load_spec(features: Any, types: dict[str, str], target: str) -> Any:
+def _load_spec(features: Any, types: dict[str, str], target: str, scale: bool = False) -> Any:
+    """The spec given (object, dict, YAML), or one inferred from the column types; scaled
+    numbers for models that need them (capability ``needs_scaling`` of the zoo entry)."""
     from keel.features import FeatureSpec
 
     if features is None:
-        return FeatureSpec.infer({k: v for k, v in types.items() if k != target}, target=target)
+        inputs = {k: v for k, v in types.items() if k != target}
+        spec = FeatureSpec.infer(inputs, target=target)
+        numeric = [k for k, v in inputs.items() if v in ("int", "float")]
+        if scale and numeric:
+            d = spec.to_dict()
+            d["steps"].append({"op": "scale", "columns": numeric, "method": "standard"})
+            spec = FeatureSpec.from_dict(d)
+        return spec
     if isinstance(features, FeatureSpec):
         return features
     if isinstance(features, dict):
@@ -83,6 +92,7 @@ def prepare(
     seed: int = 0,
     time_col: str | None = None,
     group_col: str | None = None,
+    model: str = "lightgbm",
 ) -> Prepared:
     """Load the dataset(s), check the target, choose the task, split, and settle the spec."""
     from keel.data import get_dataset, load_frame
@@ -119,7 +129,7 @@ def prepare(
             group_col=group_col,
         )
         train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
-    spec = _load_spec(features, types, target)
+    spec = _load_spec(features, types, target, get_kind(model).tags.get("needs_scaling", False))
     used = _spec_columns(spec, [c for c in df.columns if c != target])
     input_schema = [{"name": c, "type": types.get(c, "string")} for c in used]
     return Prepared(train, test, target, task, spec, input_schema, inputs)

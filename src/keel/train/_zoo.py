@@ -151,6 +151,7 @@ ZOO: dict[str, ModelKind] = {
             {"C": 1.0, "max_iter": 1000},
             _linear_space,
             description="logistic regression (ridge regression for regression tasks)",
+            tags={"needs_scaling": True},
         ),
         ModelKind(
             "mlp",
@@ -158,6 +159,7 @@ ZOO: dict[str, ModelKind] = {
             {"hidden_layer_sizes": [64], "max_iter": 200, "early_stopping": True},
             _mlp_space,
             description="scikit-learn multi-layer perceptron",
+            tags={"needs_scaling": True},
         ),
     ]
 }

@@ -1,0 +1,66 @@
+import pytest
+
+from keel.errors import InvalidInput, NotFound
+from keel.train import get_run, list_runs, start_run
+
+
+def test_run_records_params_metrics_artifacts_env(any_store, tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("hello")
+    with start_run(any_store, "exp", seed=7, tags={"owner": "ana"}) as run:
+        run.log_params({"lr": 0.1, "layers": [64, 32]})
+        for step in range(5):
+            run.log_metric("loss", 1.0 / (step + 1))
+        run.log_metric("auc", 0.9, step=10)
+        run.log_artifact("notes", f)
+        run.log_artifact("blob", b"\x00\x01")
+    got = get_run(any_store, run.id[:10])
+    assert got["status"] == "finished" and got["seed"] == 7 and got["wall_time"] > 0
+    assert got["params"] == {"lr": 0.1, "layers": [64, 32]}
+    assert got["metric_history"]["loss"] == [(i, 1.0 / (i + 1)) for i in range(5)]
+    assert got["metrics"]["auc"] == 0.9
+    assert any_store.blobs.get_bytes(got["artifacts"]["notes"]["sha"]) == b"hello"
+    assert got["env"]["packages"]["scikit-learn"]
+    assert got["tags"] == {"owner": "ana"}
+
+
+def test_failed_block_marks_run_failed(store):
+    with pytest.raises(RuntimeError):
+        with start_run(store, "exp") as run:
+            raise RuntimeError("boom")
+    assert get_run(store, run.id)["status"] == "failed"
+
+
+def test_list_runs_newest_first_with_last_metrics(store):
+    ids = []
+    for i in range(3):
+        with start_run(store, "e1" if i < 2 else "e2") as run:
+            run.log_metric("m", i)
+            run.log_metric("m", i + 10)
+            ids.append(run.id)
+    runs = list_runs(store, "e1")
+    assert [r["id"] for r in runs] == ids[1::-1]
+    assert runs[0]["metrics"] == {"m": 11.0}
+
+
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda r: r.log_metric("m", "abc"), "metric 'm': expected a number, got 'abc'"),
+        (lambda r: r.log_metric("m", float("nan")), "got NaN"),
+        (lambda r: r.log_metric("", 1), "metric name"),
+        (lambda r: r.log_param("x" * 300, 1), "param name"),
+        (lambda r: r.log_artifact("a", "/no/such/file"), "is not a file"),
+    ],
+)
+def test_bad_tracking_input_is_refused_and_writes_nothing(store, call, needle):
+    run = start_run(store, "e")
+    with pytest.raises(InvalidInput, match=needle):
+        call(run)
+    got = get_run(store, run.id)
+    assert got["metrics"] == {} and got["params"] == {} and got["artifacts"] == {}
+
+
+def test_unknown_run(store):
+    with pytest.raises(NotFound, match="does not exist"):
+        get_run(store, "feedbeef")
