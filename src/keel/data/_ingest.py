@@ -83,7 +83,7 @@ def _check_name(name: str) -> str:
 
 
 def _load_schema(schema: Any) -> Any:
-    from keel.data._schema import Schema
+    from keel.data import Schema
 
     if schema is None or isinstance(schema, Schema):
         return schema
@@ -104,10 +104,7 @@ def ingest(
 ) -> IngestResult:
     """Read ``source`` (CSV, Parquet) or run ``sql`` over files, validate against ``schema``
     (a Schema, a YAML path/text, or None to infer one), profile, and store the dataset."""
-    from keel.data._profile import profile
-    from keel.data._read import read_source
-    from keel.data._schema import infer_schema
-    from keel.data._validate import validate
+    from keel.data import infer_schema, profile, read_source, validate
 
     if on_error not in ON_ERROR:
         raise InvalidInput(f"on_error: expected one of {', '.join(ON_ERROR)}, got {on_error!r}")
@@ -119,8 +116,8 @@ def ingest(
     schema = _load_schema(schema)
     raw, info = read_source(source if source is not None else "", format=format, sql=sql)
     schema = schema or infer_schema(raw)
-    result = validate(raw, schema, source=Path(str(info.uri)).name)
-    if result.problems and on_error == "raise":
+    result = validate(raw, schema, source=info)
+    if not result.ok and on_error == "raise":
         result.raise_if_bad()
     good = result.good
     if good.num_rows == 0:
@@ -152,8 +149,9 @@ def ingest(
 
 def _record_sources(conn: Any, info: Any) -> list[str]:
     shas = []
-    for path, sha, size in zip(info.paths, info.sha256s, info.sizes, strict=True):
+    for path, sha in zip(info.path, info.sha256, strict=True):
         if conn.execute(select(t_src.c.sha).where(t_src.c.sha == sha)).first() is None:
+            size = Path(path).stat().st_size
             conn.execute(
                 insert(t_src).values(sha=sha, uri=str(path), size=size, created_at=time.time())
             )
@@ -251,7 +249,13 @@ def load_table(store: Store, ref: str | Dataset) -> pa.Table:
 
 
 def load_frame(store: Store, ref: str | Dataset) -> Any:
-    return load_table(store, ref).to_pandas()
+    """The dataset as pandas, categories as plain strings: the same values a caller of the
+    served model sends, so training and serving see one representation."""
+    table = load_table(store, ref)
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
+    return table.to_pandas()
 
 
 def load_profile(store: Store, ref: str | Dataset) -> dict[str, Any]:

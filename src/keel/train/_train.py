@@ -216,6 +216,7 @@ def train(
         time_col=time_col,
         group_col=group_col,
     )
+    _check_params(kind, prep.task, params, seed)
     run = start_run(store, experiment, seed=seed, tags={"model": model, **(tags or {})})
     with run:
         _log_setup(run, prep, kind.name, {**kind.defaults, **(params or {})}, split, seed)
@@ -229,6 +230,19 @@ def train(
     return TrainResult(
         run.id, fitted, metrics, sha, model, {**kind.defaults, **(params or {})}, prep.task
     )
+
+
+def _check_params(kind: Any, task: str, params: dict[str, Any] | None, seed: int) -> None:
+    """Refuse bad model parameters before a run is opened, so nothing is recorded."""
+    est = kind.estimator(task, params, seed)
+    validate = (
+        getattr(est, "_validate_params", None) if hasattr(est, "_parameter_constraints") else None
+    )
+    if validate is not None:
+        try:
+            validate()
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"model {kind.name!r}: {exc}") from None
 
 
 def _log_setup(
