@@ -31,7 +31,7 @@ def fmt(v: Any) -> str:
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    t = Table(title=title, title_justify="left", header_style="bold")
+    t = Table(title=title, title_justify="left", header_style="bold", min_width=len(title) + 2)
     for c in columns:
         t.add_column(c, overflow="fold")
     for r in rows:

@@ -19,12 +19,12 @@ from keel.errors import InvalidInput, NotFound, UnsafeArtifact
 
 __all__ = ["FileBlobStore", "MemoryBlobStore", "sha256_file"]
 
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 
 
 def _check_sha(sha: str) -> str:
-    if not isinstance(sha, str) or not _SHA.match(sha):
+    if not isinstance(sha, str) or not _SHA.fullmatch(sha):
         raise InvalidInput(f"blob id: expected 64 lowercase hex digits (sha256), got {sha!r}")
     return sha
 
@@ -38,6 +38,15 @@ def sha256_file(path: str | Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class FileBlobStore:
@@ -101,6 +110,7 @@ class FileBlobStore:
                     f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
         except BaseException:
             os.unlink(tmp)
             raise
@@ -110,6 +120,7 @@ class FileBlobStore:
         dest = self.path(sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)  # atomic; a concurrent writer of the same bytes is harmless
+        _fsync_dir(dest.parent)
         return sha
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -113,27 +114,22 @@ class Store:
         parent: tuple[str, str],
         role: str,
     ) -> None:
-        """A lineage edge: ``child`` (kind, id) was made from ``parent`` (kind, id)."""
-        t = _tables.lineage
-        exists = conn.execute(
-            select(t.c.id).where(
-                t.c.child_kind == child[0],
-                t.c.child_id == child[1],
-                t.c.parent_kind == parent[0],
-                t.c.parent_id == parent[1],
-                t.c.role == role,
+        """A lineage edge: ``child`` (kind, id) was made from ``parent`` (kind, id).
+
+        Adding an edge that exists does nothing, also when two writers add it at once.
+        """
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            dialect_insert(_tables.lineage)
+            .values(
+                child_kind=child[0],
+                child_id=child[1],
+                parent_kind=parent[0],
+                parent_id=parent[1],
+                role=role,
             )
-        ).first()
-        if exists is None:
-            conn.execute(
-                insert(t).values(
-                    child_kind=child[0],
-                    child_id=child[1],
-                    parent_kind=parent[0],
-                    parent_id=parent[1],
-                    role=role,
-                )
-            )
+            .on_conflict_do_nothing()
+        )
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         t = _tables.events
