@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except KeelError as exc:
-        err_console.print(f"[red]error[/red] ({exc.code}): {exc}", highlight=False, markup=True)
+        err_console.print(f"[red]error[/red] ({exc.code}): {exc}", highlight=False, soft_wrap=True)
         return 2 if isinstance(exc, InvalidInput) else 1
     except SystemExit as exc:  # pragma: no cover - typer's own exits
         return int(exc.code or 0)

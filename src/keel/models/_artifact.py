@@ -22,18 +22,16 @@ FORMAT_VERSION = 1
 
 # Modules whose classes a keel model may contain. Functions and classes from anywhere else
 # (os.system, builtins.eval, a user's module) are refused before anything is built.
-_TRUSTED_PREFIXES = (
-    "sklearn.",
-    "keel.features.",
-    "numpy.",
-    "scipy.sparse.",
-    "lightgbm.sklearn.",
-)
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
 _TRUSTED_EXACT = {"builtins.slice", "collections.OrderedDict", "collections.defaultdict"}
 
 
 def trusted_type(name: str) -> bool:
-    if name in _TRUSTED_EXACT:
+    """Whether a type named in a skops file may be built: scikit-learn, NumPy, SciPy sparse,
+    and exactly the transformer classes keel.features declares."""
+    from keel.features import TRUSTED_TYPES
+
+    if name in _TRUSTED_EXACT or name in TRUSTED_TYPES:
         return True
     return name.startswith(_TRUSTED_PREFIXES) and "._testing" not in name
 

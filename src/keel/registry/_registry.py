@@ -203,10 +203,14 @@ def _resolve(conn: Connection, ref: str) -> Any:
     )
     row = conn.execute(q.limit(1)).first()
     if row is None:
+        latest = conn.execute(
+            select(func.max(t_versions.c.version)).where(t_versions.c.name == name)
+        ).scalar()
+        if latest is not None:
+            raise NotFound(f"model {name!r} has no version {version} (newest is {latest})")
         known = conn.execute(select(t_models.c.name)).scalars().all()
         hint = f"; known models: {', '.join(sorted(known)[:10])}" if known else ""
-        what = f"model {name!r}" + (f" version {version}" if version else "")
-        raise NotFound(f"{what} is not registered{hint}")
+        raise NotFound(f"model {name!r} is not registered{hint}")
     return row
 
 

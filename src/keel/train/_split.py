@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -12,7 +14,19 @@ __all__ = ["STRATEGIES", "split_indices"]
 STRATEGIES = ("random", "stratified", "time", "group")
 
 
-def split_indices(
+def split_indices(*args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the training and the test part (see :func:`_split`)."""
+    try:
+        return _split(*args, **kwargs)
+    except ValueError as exc:
+        if isinstance(exc, InvalidInput):
+            raise
+        raise InvalidInput(
+            f"split {kwargs.get('strategy', args[1] if len(args) > 1 else '')!r}: {exc}"
+        ) from None
+
+
+def _split(
     df: pd.DataFrame,
     strategy: str,
     *,
@@ -22,7 +36,6 @@ def split_indices(
     time_col: str | None = None,
     group_col: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions of the training and the test part."""
     from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     if not 0.0 < test_size < 1.0:

@@ -109,6 +109,7 @@ def prepare(
     task = task or infer_task(df[target], types.get(target))
     if split == "stratified" and task == "regression":
         split = "random"
+    spec = _load_spec(features, types, target, get_kind(model).tags.get("needs_scaling", False))
     inputs = [(ds.sha, "train")]
     if holdout:
         hds = get_dataset(store, holdout)
@@ -129,7 +130,6 @@ def prepare(
             group_col=group_col,
         )
         train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
-    spec = _load_spec(features, types, target, get_kind(model).tags.get("needs_scaling", False))
     used = _spec_columns(spec, [c for c in df.columns if c != target])
     input_schema = [{"name": c, "type": types.get(c, "string")} for c in used]
     return Prepared(train, test, target, task, spec, input_schema, inputs)

@@ -1,0 +1,205 @@
+"""The keel command end to end, and bad input that must leave the store unchanged."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from keel.cli import main
+from keel.store import _tables
+
+
+def keel(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def keel_json(capsys, *args):
+    code, out, err = keel(capsys, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def snapshot(root: Path) -> dict:
+    """Row counts of every table and the set of blob files: the store's observable state."""
+    from keel.project import open_project
+
+    with open_project(root) as proj:
+        with proj.store.read() as conn:
+            counts = {
+                t.name: conn.execute(select(func.count()).select_from(t)).scalar()
+                for t in _tables.metadata.sorted_tables
+            }
+        blobs = sorted(p.name for p in proj.blob_root.rglob("*") if p.is_file())
+    return {"rows": counts, "blobs": blobs}
+
+
+@pytest.fixture
+def project(tmp_path, capsys):
+    root = tmp_path / "proj"
+    code, out, _ = keel(capsys, "init", root)
+    assert code == 0 and "project" in out
+    rows = "".join(f"{20 + i},{['Oslo', 'Rome'][i % 2]},{i % 2}\n" for i in range(20))
+    (root / "good.csv").write_text("age,city,label\n" + rows)
+    keel_json(capsys, "ingest", root / "good.csv", "--name", "people", "-C", root)
+    return root
+
+
+def test_ingest_list_and_show(project, capsys):
+    items = keel_json(capsys, "datasets", "-C", project)
+    assert [(d["ref"], d["n_rows"]) for d in items] == [("people/1", 20)]
+    again = keel_json(capsys, "ingest", project / "good.csv", "--name", "people", "-C", project)
+    assert again["dataset"]["version"] == 1  # same bytes: same version, stored once
+
+
+def test_quarantine_keeps_good_rows(project, capsys):
+    (project / "mixed.csv").write_text("age,city,label\n30,Oslo,1\nold,Rome,0\n35,Oslo,1\n")
+    schema = project / "schema.yaml"
+    schema.write_text(
+        "columns:\n"
+        "  - {name: age, type: int}\n  - {name: city, type: string}\n  - {name: label, type: int}\n"
+    )
+    out = keel_json(
+        capsys,
+        "ingest",
+        project / "mixed.csv",
+        "--schema",
+        schema,
+        "--on-error",
+        "quarantine",
+        "--name",
+        "mixed",
+        "-C",
+        project,
+    )
+    assert out["dataset"]["n_rows"] == 2
+    assert out["quarantine"]["n_rows"] == 1 and out["quarantine"]["name"] == "mixed.quarantine"
+
+
+BAD_INPUTS = {
+    "wrong type": (
+        "age,city,label\n30,Oslo,1\nforty,Rome,0\n",
+        ["row 2 (line 3)", "'age'", "forty"],
+    ),
+    "missing column": ("age,label\n30,1\n", ["missing column", "'city'"]),
+    "empty file": ("", ["empty"]),
+    "non-UTF-8": (b"age,city,label\n30,M\xfcnchen,1\n", ["not valid UTF-8", "line 2"]),
+    "huge field": ('age,city,label\n30,"' + "x" * 1_100_000 + '",1\n', ["larger than the limit"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_files_give_one_clear_message_and_change_nothing(project, capsys, case):
+    content, needles = BAD_INPUTS[case]
+    bad = project / "bad.csv"
+    bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+    schema = project / "schema.yaml"
+    schema.write_text(
+        "columns:\n  - {name: age, type: int, min: 0, max: 120}\n"
+        "  - {name: city, type: string}\n  - {name: label, type: int}\n"
+    )
+    before = snapshot(project)
+    code, out, err = keel(capsys, "ingest", bad, "--schema", schema, "-C", project)
+    assert code == 2 and out == ""
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "people", "-t", "label", "-m", "gpt5"], "unknown model 'gpt5'"),
+        (["train", "people", "-t", "salary"], "target: column 'salary'"),
+        (["train", "nobody", "-t", "label"], "dataset 'nobody' does not exist"),
+        (["train", "people", "-t", "label", "-p", "novalue"], "expected KEY=VALUE"),
+        (["ingest", "good.csv", "--on-error", "ignore"], "on_error: expected one of"),
+        (["alias", "ghost/1", "production"], "'ghost' is not registered"),
+    ],
+)
+def test_bad_flags_are_named_and_change_nothing(project, capsys, args, needle):
+    before = snapshot(project)
+    os.chdir(project)
+    code, _, err = keel(capsys, *args)
+    assert code in (1, 2), err
+    assert needle in err and "Traceback" not in err
+    assert snapshot(project) == before
+
+
+def test_bad_schema_yaml_names_the_line(project, capsys):
+    schema = project / "schema.yaml"
+    schema.write_text("columns:\n  - {name: age, type: integer}\n")
+    before = snapshot(project)
+    code, _, err = keel(capsys, "ingest", project / "good.csv", "--schema", schema, "-C", project)
+    assert code == 2 and "columns[0].type" in err and "integer" in err
+    schema.write_text("columns: [\n  - oops\n")
+    code, _, err = keel(capsys, "ingest", project / "good.csv", "--schema", schema, "-C", project)
+    assert code == 2 and "line" in err
+    assert snapshot(project) == before
+
+
+def test_bad_feature_spec_yaml_changes_nothing(project, capsys):
+    spec = project / "features.yaml"
+    spec.write_text("steps:\n  - {op: scal, columns: [age]}\n")
+    before = snapshot(project)
+    code, _, err = keel(capsys, "train", "people", "-t", "label", "--features", spec, "-C", project)
+    assert code == 2 and "steps[0].op" in err and "scal" in err
+    assert snapshot(project) == before
+
+
+@pytest.mark.slow
+def test_train_register_alias_lineage_runs(project, capsys, tmp_path):
+    from keel.datasets import write_adult_csv
+
+    paths = write_adult_csv(tmp_path / "adult")
+    keel_json(capsys, "ingest", paths["train"], "--name", "adult", "-C", project)
+    out = keel_json(
+        capsys,
+        "train",
+        "adult",
+        "-t",
+        "income",
+        "-p",
+        "n_estimators=50",
+        "--register",
+        "income",
+        "-C",
+        project,
+    )
+    assert out["registered"] == "income/1" and out["metrics"]["roc_auc"] > 0.85
+    moved = keel_json(capsys, "alias", "income/1", "candidate", "--why", "first", "-C", project)
+    assert moved["history"][0]["to_version"] == 1 and moved["history"][0]["why"] == "first"
+    models = keel_json(capsys, "models", "-C", project)
+    assert models == [{"name": "income", "latest": 1, "versions": 1, "aliases": {"candidate": 1}}]
+    tree = keel_json(capsys, "lineage", "income@candidate", "-C", project)["tree"]
+    run = tree["parents"][0]
+    assert run["kind"] == "run" and run["id"] == out["run_id"]
+    ds = run["parents"][0]
+    assert ds["kind"] == "dataset" and ds["parents"][0]["kind"] == "source"
+    runs = keel_json(capsys, "runs", "-C", project)
+    assert runs[0]["id"] == out["run_id"] and runs[0]["metrics"]["holdout_roc_auc"] > 0.85
+    code, text, _ = keel(capsys, "lineage", "income/1", "-C", project)
+    assert code == 0 and "adult/1" in text and "adult-train.csv" in text
+
+
+def test_every_command_has_help_with_an_example():
+    exe = Path(sys.executable).parent / "keel"
+    for cmd in [
+        "init",
+        "ingest",
+        "datasets",
+        "train",
+        "runs",
+        "models",
+        "alias",
+        "lineage",
+        "demo",
+    ]:
+        out = subprocess.run([exe, cmd, "--help"], capture_output=True, text=True, check=True)
+        assert "Example: keel" in out.stdout, cmd
