@@ -29,6 +29,7 @@ __all__ = [
     "StoreError",
     "UnsafeArtifact",
     "ValidationFailed",
+    "require",
 ]
 
 
