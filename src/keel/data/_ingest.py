@@ -88,7 +88,7 @@ def _load_schema(schema: Any) -> Any:
     if schema is None or isinstance(schema, Schema):
         return schema
     if isinstance(schema, dict):
-        return Schema.model_validate(schema)
+        return Schema.from_dict(schema)
     return Schema.from_yaml(schema)
 
 
@@ -114,7 +114,7 @@ def ingest(
         name = Path(str(source)).stem if source is not None else "query"
     _check_name(name)
     schema = _load_schema(schema)
-    raw, info = read_source(source if source is not None else "", format=format, sql=sql)
+    raw, info = read_source(source, format=format, sql=sql)
     schema = schema or infer_schema(raw)
     result = validate(raw, schema, source=info)
     if not result.ok and on_error == "raise":
