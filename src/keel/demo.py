@@ -54,18 +54,7 @@ def run_demo(
             progress=progress,
         )
         final = result.final
-        mv = registry.register(
-            store,
-            MODEL_NAME,
-            artifact_sha=final.artifact_sha,
-            flavor=final.model.flavor,
-            task=final.task,
-            input_schema=final.model.input_schema,
-            output_schema=final.model.output_schema,
-            run_id=final.run_id,
-            metrics=final.metrics,
-            description="LightGBM on UCI Adult, best of an Optuna search",
-        )
+        mv = final.register(store, MODEL_NAME, "LightGBM on UCI Adult, best of an Optuna search")
         registry.set_alias(store, mv.ref, "candidate", why="best trial of the demo search")
     return DemoResult(
         root,

@@ -185,7 +185,7 @@ def train(
             "metrics": final.metrics,
         }
         if register_as:
-            out["registered"] = _register(proj.store, register_as, final).ref
+            out["registered"] = final.register(proj.store, register_as).ref
     if as_json:
         emit_json(out)
         return
@@ -196,22 +196,6 @@ def train(
     )
     if register_as:
         console.print(f"[green]registered[/green] {out['registered']}")
-
-
-def _register(store: Any, name: str, final: Any) -> Any:
-    from keel import registry
-
-    return registry.register(
-        store,
-        name,
-        artifact_sha=final.artifact_sha,
-        flavor=final.model.flavor,
-        task=final.task,
-        input_schema=final.model.input_schema,
-        output_schema=final.model.output_schema,
-        run_id=final.run_id,
-        metrics=final.metrics,
-    )
 
 
 @app.command()

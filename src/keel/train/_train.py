@@ -47,6 +47,23 @@ class TrainResult:
     params: dict[str, Any]
     task: str
 
+    def register(self, store: Store, name: str, description: str = "") -> Any:
+        """Register this run's model as the next version of ``name``."""
+        from keel import registry
+
+        return registry.register(
+            store,
+            name,
+            artifact_sha=self.artifact_sha,
+            flavor=self.model.flavor,
+            task=self.task,
+            input_schema=self.model.input_schema,
+            output_schema=self.model.output_schema,
+            run_id=self.run_id,
+            metrics=self.metrics,
+            description=description,
+        )
+
 
 def infer_task(series: pd.Series, logical_type: str | None) -> str:
     if logical_type in ("string", "category", "bool"):
