@@ -23,12 +23,12 @@ demo: $(STAMP)  ## init a project in a temp folder, ingest Adult, search, regist
 	$(BIN)/keel demo
 
 test: $(DEVSTAMP)  ## lint and the whole suite (slow tests included)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(DEVSTAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 
 bench: $(DEVSTAMP)  ## benchmarks against MLflow (installs keel[bench]); prints medians and ratios
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
