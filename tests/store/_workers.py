@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -100,18 +99,16 @@ def _open(url: str, blob_root: str) -> None:
 
 
 def _metrics(url: str, blob_root: str, run_id: str, key: str, n: str) -> None:
-    """``n`` metric rows, each in its own write transaction; print how many were written."""
-    from keel.store import Store, _tables
+    """``n`` metric writes through the tracking API (``Run.log_metric``, each its own write
+    transaction); print how many were written."""
+    from keel.store import Store
+    from keel.train import Run
 
     store = Store.open(url, blob_root)
+    run = Run(store, run_id, "reliability")
     _ready_then_wait()
     for step in range(int(n)):
-        with store.write() as conn:
-            conn.execute(
-                _tables.metrics.insert().values(
-                    run_id=run_id, key=key, value=float(step), step=step, ts=time.time()
-                )
-            )
+        run.log_metric(key, float(step), step=step)
     store.close()
     print(n, flush=True)
 
@@ -122,18 +119,14 @@ def _until_killed(url: str, blob_root: str, run_id: str, key: str) -> None:
     Each step is two rows in one transaction (``<key>/loss`` and ``<key>/acc``), so a
     half-written step would show as one row without the other.
     """
-    from keel.store import Store, _tables
+    from keel.store import Store
+    from keel.train import Run
 
     store = Store.open(url, blob_root)
+    run = Run(store, run_id, "reliability")
     print("ready", flush=True)
     step = 0
     while True:
-        with store.write() as conn:
-            for name in ("loss", "acc"):
-                conn.execute(
-                    _tables.metrics.insert().values(
-                        run_id=run_id, key=f"{key}/{name}", value=1.0, step=step, ts=time.time()
-                    )
-                )
+        run.log_metrics({f"{key}/loss": 1.0, f"{key}/acc": 1.0}, step=step)  # one transaction
         print(step, flush=True)
         step += 1

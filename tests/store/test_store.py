@@ -9,9 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
-from keel.errors import InvalidInput, StoreError
+from keel.errors import Conflict, InvalidInput, StoreError
 from keel.store import Store, _tables
 
 
@@ -98,7 +97,7 @@ def test_write_that_raises_leaves_nothing(any_store: Store, error: BaseException
 def test_failing_statement_undoes_the_earlier_ones(any_store: Store) -> None:
     with any_store.write() as conn:
         add_run(conn, "r1")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict):
         with any_store.write() as conn:
             add_run(conn, "r2")
             add_run(conn, "r1")  # duplicate primary key
@@ -107,7 +106,7 @@ def test_failing_statement_undoes_the_earlier_ones(any_store: Store) -> None:
 
 
 def test_foreign_keys_are_enforced(any_store: Store) -> None:
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict):
         with any_store.write() as conn:
             conn.execute(
                 _tables.metrics.insert().values(
@@ -160,3 +159,34 @@ def test_event_payload_round_trip_property(store: Store) -> None:
         assert store.events("prop")[-1]["payload"] == payload
 
     round_trip()
+
+
+def test_append_is_one_transaction(any_store) -> None:
+    """The tracking hot path: all rows of a batch land, or none of them."""
+    import time as _time
+
+    from sqlalchemy import func, select
+
+    from keel.store import _tables
+
+    with any_store.write() as conn:
+        conn.execute(
+            _tables.runs.insert().values(
+                id="r1",
+                experiment="e",
+                status="running",
+                created_at=_time.time(),
+                env_json="{}",
+                tags_json="{}",
+                created_by="t",
+            )
+        )
+    row = {"run_id": "r1", "key": "m", "value": 1.0, "step": 0, "ts": 0.0}
+    any_store.append(_tables.metrics, [row, {**row, "step": 1}])
+    bad = [{**row, "step": 2}, {**row, "step": 3, "run_id": "no-such-run"}]
+    with pytest.raises(Conflict, match="store write refused"):
+        any_store.append(_tables.metrics, bad)
+    with any_store.read() as conn:
+        steps = conn.execute(select(_tables.metrics.c.step).order_by("step")).scalars().all()
+        assert steps == [0, 1]
+        assert conn.execute(select(func.count()).select_from(_tables.metrics)).scalar() == 2

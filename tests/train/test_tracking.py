@@ -64,3 +64,55 @@ def test_bad_tracking_input_is_refused_and_writes_nothing(store, call, needle):
 def test_unknown_run(store):
     with pytest.raises(NotFound, match="does not exist"):
         get_run(store, "feedbeef")
+
+
+def _git(cwd, *args):
+    import subprocess
+
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def test_git_commit_is_read_like_git_does(tmp_path):
+    from keel.train._tracking import git_commit
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    assert git_commit(repo) is None  # no commit yet
+    (repo / "f").write_text("1")
+    _git(repo, "add", "f")
+    _git(repo, "commit", "-qm", "one")
+    (repo / "sub").mkdir()
+    assert git_commit(repo / "sub") == _git(repo, "rev-parse", "HEAD")
+    _git(repo, "pack-refs", "--all")
+    assert git_commit(repo) == _git(repo, "rev-parse", "HEAD")
+    first = _git(repo, "rev-parse", "HEAD")
+    (repo / "f").write_text("2")
+    _git(repo, "commit", "-qam", "two")
+    assert git_commit(repo) == _git(repo, "rev-parse", "HEAD") != first
+    _git(repo, "checkout", "-q", first)  # detached
+    assert git_commit(repo) == first
+    _git(repo, "worktree", "add", "-q", str(tmp_path / "wt"), "main")
+    assert git_commit(tmp_path / "wt") == _git(repo, "rev-parse", "main")
+    assert git_commit(tmp_path / "elsewhere") is None
+
+
+def test_run_records_the_commit(store, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "f").write_text("1")
+    _git(repo, "add", "f")
+    _git(repo, "commit", "-qm", "one")
+    run = start_run(store, "e", project_root=repo)
+    assert get_run(store, run.id)["git_commit"] == _git(repo, "rev-parse", "HEAD")

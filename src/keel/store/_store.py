@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from keel.errors import StoreError
+from keel.errors import Conflict, StoreError
 from keel.store import _engine, _tables
 from keel.store._blobs import FileBlobStore
 
@@ -33,6 +35,9 @@ class Store:
         self.url = url
         self.blobs = FileBlobStore(blob_root)
         self._engine: Engine | None = None
+        self._local = threading.local()
+        self._raw_held: list[Any] = []
+        self._insert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
 
     @classmethod
     def open(cls, url: str, blob_root: str | Path) -> Store:
@@ -75,6 +80,10 @@ class Store:
             return "<store>"
 
     def close(self) -> None:
+        for proxied in self._raw_held:
+            proxied.close()
+        self._raw_held.clear()
+        self._local = threading.local()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -86,8 +95,51 @@ class Store:
             with self.engine.connect().execution_options(keel_write=True) as conn:
                 with conn.begin():
                     yield conn
+        except IntegrityError as exc:
+            raise Conflict(f"store write refused: {_short(exc)}") from None
         except OperationalError as exc:
             raise StoreError(f"store write failed: {_short(exc)}") from None
+
+    def append(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` into ``table`` in one write transaction: the tracking hot path.
+
+        On SQLite it skips SQLAlchemy's per-statement machinery and drives the driver
+        directly (same pragmas, ``BEGIN IMMEDIATE``, ``synchronous=FULL``), on a connection
+        kept per thread; on PostgreSQL it is an ordinary :meth:`write`.
+        """
+        if not rows:
+            return
+        if self.dialect != "sqlite":
+            with self.write() as conn:
+                conn.execute(insert(table), rows)
+            return
+        cols = list(rows[0])
+        sql = self._insert_sql.get((table.name, tuple(cols)))
+        if sql is None:
+            marks = ", ".join("?" * len(cols))
+            sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})"
+            self._insert_sql[(table.name, tuple(cols))] = sql
+        conn = self._raw_connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            why = str(exc).splitlines()[0]
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise Conflict(f"store write refused: {why}") from None
+            raise StoreError(f"store write failed: {why}") from None
+
+    def _raw_connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "raw", None)
+        if conn is None:
+            proxied = self.engine.raw_connection()  # pool connection: keel's pragmas applied
+            self._raw_held.append(proxied)
+            conn = proxied.driver_connection
+            self._local.raw = conn
+        return conn  # type: ignore[return-value]
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

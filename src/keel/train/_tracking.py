@@ -3,10 +3,11 @@ environment, each write one small transaction so nothing acknowledged is ever lo
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
-import subprocess
+import re
 import sys
 import time
 import uuid
@@ -22,6 +23,7 @@ from keel.store import Store, _tables
 
 __all__ = ["Run", "get_run", "list_runs", "start_run"]
 
+_SHA1 = re.compile(r"[0-9a-f]{40}")
 _PACKAGES = ("keel", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "optuna")
 t_runs, t_params, t_metrics, t_artifacts = (
     _tables.runs,
@@ -31,8 +33,10 @@ t_runs, t_params, t_metrics, t_artifacts = (
 )
 
 
+@functools.cache
 def environment() -> dict[str, Any]:
-    """Python, platform and the versions of the packages that decide a model's numbers."""
+    """Python, platform and the versions of the packages that decide a model's numbers
+    (they cannot change inside one process, so this is computed once)."""
     versions = {}
     for name in _PACKAGES:
         try:
@@ -43,19 +47,45 @@ def environment() -> dict[str, Any]:
 
 
 def git_commit(path: str | Path = ".") -> str | None:
+    """The commit checked out in the git work tree holding ``path``, read from ``.git``
+    itself (no subprocess: this runs at every ``start_run``); None outside a work tree."""
+    start = Path(path).resolve()
+    for folder in [start, *start.parents]:
+        dot_git = folder / ".git"
+        if dot_git.exists():
+            return _read_head(_git_dir(dot_git))
+    return None
+
+
+def _git_dir(dot_git: Path) -> Path:
+    if dot_git.is_file():  # a linked work tree or submodule: "gitdir: <path>"
+        target = dot_git.read_text().partition("gitdir:")[2].strip()
+        return (dot_git.parent / target).resolve()
+    return dot_git
+
+
+def _read_head(git_dir: Path) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=path,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
+        head = (git_dir / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head if _SHA1.fullmatch(head) else None
+        ref = head[4:].strip()
+        common = git_dir
+        if (git_dir / "commondir").is_file():
+            common = (git_dir / (git_dir / "commondir").read_text().strip()).resolve()
+        for base in (git_dir, common):
+            if (base / ref).is_file():
+                sha = (base / ref).read_text().strip()
+                return sha if _SHA1.fullmatch(sha) else None
+        packed = common / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text().splitlines():
+                sha, _, name = line.partition(" ")
+                if name == ref and _SHA1.fullmatch(sha):
+                    return sha
+    except OSError:
         return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and len(sha) == 40 else None
+    return None  # a new repository with no commit yet
 
 
 def _check_key(key: str, what: str) -> str:
@@ -92,9 +122,7 @@ class Run:
             {"run_id": self.id, "key": _check_key(k, "param"), "value": json.dumps(v, default=str)}
             for k, v in params.items()
         ]
-        if rows:
-            with self.store.write() as conn:
-                conn.execute(insert(t_params), rows)
+        self.store.append(t_params, rows)
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         self.log_metrics({key: value}, step=step)
@@ -114,8 +142,7 @@ class Run:
                 }
             )
         if rows:
-            with self.store.write() as conn:
-                conn.execute(insert(t_metrics), rows)
+            self.store.append(t_metrics, rows)
 
     def _next_step(self, key: str) -> int:
         step = self._steps.get(key, -1) + 1
