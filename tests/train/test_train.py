@@ -94,6 +94,17 @@ def test_bad_training_input_names_the_problem_and_records_nothing(adult_store, k
     assert len(list_runs(adult_store, limit=10_000)) == before
 
 
+def test_one_class_target_is_refused_before_any_run(store, tmp_path):
+    from keel.train import list_runs
+
+    path = tmp_path / "one.csv"
+    path.write_text("x,y\n" + "".join(f"{i},yes\n" for i in range(10)))
+    ingest(store, path, name="one")
+    with pytest.raises(InvalidInput, match="at least 2 classes.*'yes'"):
+        train(store, "one", "y")
+    assert list_runs(store) == []
+
+
 def test_split_strategies_partition_rows():
     df = pd.DataFrame(
         {

@@ -124,6 +124,7 @@ def prepare(
         )
     df = df[df[target].notna()].reset_index(drop=True)
     task = task or infer_task(df[target], types.get(target))
+    _check_target(df, target, task, ds.ref)
     if split == "stratified" and task == "regression":
         split = "random"
     spec = _load_spec(features, types, target, get_kind(model).tags.get("needs_scaling", False))
@@ -148,8 +149,31 @@ def prepare(
         )
         train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
     used = _spec_columns(spec, [c for c in df.columns if c != target])
+    lacking = [c for c in used if c not in test.columns]
+    if lacking:
+        raise InvalidInput(
+            f"holdout {holdout}: lacks input column(s) {', '.join(map(repr, lacking))} "
+            f"that the training data {ds.ref} has"
+        )
     input_schema = [{"name": c, "type": types.get(c, "string")} for c in used]
     return Prepared(train, test, target, task, spec, input_schema, inputs)
+
+
+def _check_target(df: pd.DataFrame, target: str, task: str, ref: str) -> None:
+    if len(df) < 2:
+        raise InvalidInput(
+            f"target {target!r}: dataset {ref} has {len(df)} labelled row(s); need 2+"
+        )
+    if task == "classification" and df[target].nunique() < 2:
+        raise InvalidInput(
+            f"target {target!r}: classification needs at least 2 classes, dataset {ref} has "
+            f"only {df[target].iloc[0]!r}"
+        )
+    if task == "regression" and not pd.api.types.is_numeric_dtype(df[target]):
+        raise InvalidInput(
+            f"target {target!r}: regression needs a numeric target, got {df[target].dtype} "
+            f"values such as {df[target].iloc[0]!r}; use task 'classification'"
+        )
 
 
 def _spec_columns(spec: Any, available: list[str]) -> list[str]:
