@@ -203,3 +203,75 @@ def test_every_command_has_help_with_an_example():
     ]:
         out = subprocess.run([exe, cmd, "--help"], capture_output=True, text=True, check=True)
         assert "Example: keel" in out.stdout, cmd
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--bogus"], ["ingest", "x.csv", "--bogus"], ["runs", "--limit", "x"], ["train"]],
+)
+def test_usage_errors_print_usage_not_a_traceback(capsys, args):
+    code, out, err = keel(capsys, *args)
+    assert code == 2
+    assert "Usage: keel" in err and "Traceback" not in out + err
+
+
+def test_version_and_os_errors(capsys, tmp_path):
+    import keel as k
+
+    code, out, _ = keel(capsys, "--version")
+    assert code == 0 and out.strip() == f"keel {k.__version__}"
+    (tmp_path / "file").write_text("x")
+    code, _, err = keel(capsys, "init", tmp_path / "file" / "sub")
+    assert code == 1 and "os_error" in err and "Traceback" not in err
+
+
+def test_register_name_checked_before_training(project, capsys):
+    before = snapshot(project)
+    code, _, err = keel(
+        capsys, "train", "people", "-t", "label", "--register", "bad name!", "-C", project
+    )
+    assert code == 2 and "--register" in err
+    assert snapshot(project) == before
+
+
+def test_negative_trials_and_bad_param_types_are_refused(project, capsys):
+    before = snapshot(project)
+    code, _, err = keel(capsys, "train", "people", "-t", "label", "--trials", "-3", "-C", project)
+    assert code == 2 and "--trials" in err
+    code, _, err = keel(
+        capsys, "train", "people", "-t", "label", "-p", "num_leaves=abc", "-C", project
+    )
+    assert code == 2 and "'num_leaves': expected a number like 31, got 'abc'" in err
+    assert snapshot(project) == before
+
+
+def test_search_keeps_split_options_and_fixed_params(project, capsys):
+    rows = "".join(f"{20 + i},{['Oslo', 'Rome'][i % 2]},{i % 2},{i}\n" for i in range(40))
+    (project / "timed.csv").write_text("age,city,label,when\n" + rows)
+    keel_json(capsys, "ingest", project / "timed.csv", "--name", "timed", "-C", project)
+    out = keel_json(
+        capsys,
+        "train",
+        "timed",
+        "-t",
+        "label",
+        "-m",
+        "random_forest",
+        "--trials",
+        "2",
+        "--executor",
+        "inline",
+        "--split",
+        "time",
+        "--time-col",
+        "when",
+        "--test-size",
+        "0.25",
+        "-p",
+        "n_estimators=15",
+        "-C",
+        project,
+    )
+    run = keel_json(capsys, "runs", "--id", out["run_id"], "-C", project)
+    assert run["params"]["model.n_estimators"] == 15
+    assert run["params"]["n_test"] == 10 and run["params"]["split"] == "time"

@@ -72,4 +72,12 @@ def get(name: str) -> object:
 
 def user() -> str:
     """The acting user for audit trails."""
-    return str(get("KEEL_USER") or os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown")
+    configured = get("KEEL_USER")
+    if configured:
+        return str(configured)
+    import getpass
+
+    try:
+        return getpass.getuser()  # $LOGNAME, $USER, … then the account of the process
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"

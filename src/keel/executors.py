@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from keel import config
@@ -33,6 +35,27 @@ def _call_with_shared(fn: Callable[[Any, Any], Any], item: Any) -> Any:
 def _default_workers() -> int:
     n = int(config.get("KEEL_WORKERS"))  # type: ignore[arg-type]
     return n if n > 0 else max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def _main_script_hidden(fn: Callable[..., Any]) -> Iterator[None]:
+    """Spawned workers re-run the user's ``__main__`` script unless it is guarded by
+    ``if __name__ == "__main__":``; an unguarded script would start the work again in every
+    worker. keel's own worker functions never need the user's script, so while workers start
+    its path is hidden from ``multiprocessing`` (a function from ``__main__`` keeps the
+    standard behaviour, since the workers must import it)."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(fn, "__module__", "__main__") == "__main__":
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 class InlineExecutor:
@@ -80,7 +103,8 @@ class ProcessExecutor:
         self, fn: Callable[[Any, Any], Any], items: Iterable[Any], *, shared: Any = None
     ) -> Iterator[Any]:
         pool = self._ensure_pool(shared)
-        futures = [pool.submit(_call_with_shared, fn, item) for item in items]
+        with _main_script_hidden(fn):  # workers start during submit
+            futures = [pool.submit(_call_with_shared, fn, item) for item in items]
         for f in futures:
             yield f.result()
 

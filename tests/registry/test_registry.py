@@ -76,6 +76,13 @@ def test_bad_references_are_named(store, ref, error, needle):
         registry.get_version(store, ref)
 
 
+def test_alias_needs_an_explicit_version(store):
+    _register(store)
+    with pytest.raises(InvalidInput, match="give the version to point at, e.g. m/3"):
+        registry.set_alias(store, "m", "production")
+    assert registry.alias_history(store, "m") == []
+
+
 def test_bad_registration_changes_nothing(store):
     with pytest.raises(NotFound, match="artifact"):
         registry.register(

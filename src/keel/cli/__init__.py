@@ -4,32 +4,40 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; keel's own errors print one clear line and exit 2 (bad input) or 1."""
+    """Run the CLI and return its exit status.
+
+    Usage mistakes print the usage line and exit 2 (Click's convention); keel's own errors,
+    and the operating system's (a path that cannot be made or read), print one line and exit
+    2 for bad input or 1 otherwise. Nothing prints a traceback unless keel itself is broken.
+    """
     from keel.cli._app import app
     from keel.cli._render import err_console
     from keel.errors import InvalidInput, KeelError
 
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="keel", standalone_mode=True)
+    except SystemExit as exc:  # standalone mode ends every run, errors included, this way
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except KeelError as exc:
         err_console.print(f"[red]error[/red] ({exc.code}): {exc}", highlight=False, soft_wrap=True)
         return 2 if isinstance(exc, InvalidInput) else 1
-    except SystemExit as exc:  # pragma: no cover - typer's own exits
-        return int(exc.code or 0)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
+    except OSError as exc:
+        where = f" {exc.filename!r}" if exc.filename else ""
+        err_console.print(
+            f"[red]error[/red] (os_error):{where} {exc.strerror or exc}", soft_wrap=True
+        )
+        return 1
     return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
@@ -41,9 +49,4 @@ def __getattr__(name: str):  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
-def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    run()

@@ -18,6 +18,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        import keel
+
+        print(f"keel {keel.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """keel: from raw data to an audited, deployed and watched model."""
+
+
 JSON = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
 PROJECT = typer.Option(
     None, "--project", "-C", help="Project folder (default: find keel.yaml upward)."
@@ -149,17 +167,31 @@ def train(
     Example: keel train adult-train -t income --holdout adult-test --trials 20 --register income
     """
     from keel import train as t
+    from keel.errors import InvalidInput
+    from keel.registry import check_name
 
+    if trials < 0:
+        raise InvalidInput(f"--trials: expected 0 (train once) or a positive number, got {trials}")
+    if register_as:
+        check_name(register_as, "--register")
+    common: dict[str, Any] = dict(
+        model=model,
+        features=features,
+        holdout=holdout,
+        split=split,
+        seed=seed,
+        experiment=experiment,
+        test_size=test_size,
+        time_col=time_col,
+        group_col=group_col,
+        params=_parse_params(param),
+    )
     with _project(project) as proj:
-        common = dict(
-            features=features, holdout=holdout, split=split, seed=seed, experiment=experiment
-        )
         if trials > 0:
             res = t.search(
                 proj.store,
                 dataset,
                 target,
-                model=model,
                 n_trials=trials,
                 executor=executor,
                 progress=not as_json,
@@ -167,17 +199,7 @@ def train(
             )
             final = res.final
         else:
-            final = t.train(
-                proj.store,
-                dataset,
-                target,
-                model=model,
-                params=_parse_params(param),
-                test_size=test_size,
-                time_col=time_col,
-                group_col=group_col,
-                **common,
-            )
+            final = t.train(proj.store, dataset, target, **common)
         out: dict[str, Any] = {
             "run_id": final.run_id,
             "model": model,

@@ -3,6 +3,7 @@
 from keel.registry._registry import (
     ModelVersion,
     alias_history,
+    check_name,
     get_version,
     list_models,
     list_versions,
@@ -17,6 +18,7 @@ from keel.registry._registry import (
 __all__ = [
     "ModelVersion",
     "alias_history",
+    "check_name",
     "get_version",
     "list_models",
     "list_versions",

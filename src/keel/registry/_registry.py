@@ -22,6 +22,7 @@ from keel.store import Store, _tables
 __all__ = [
     "ModelVersion",
     "alias_history",
+    "check_name",
     "get_version",
     "list_models",
     "list_versions",
@@ -271,6 +272,11 @@ def set_alias(
     if not _ALIAS.match(alias or ""):
         raise InvalidInput(
             f"alias: expected a letter then letters, digits, '_' or '-', got {alias!r}"
+        )
+    _, version, source_alias = parse_ref(ref)
+    if version is None and source_alias is None:
+        raise InvalidInput(
+            f"alias: give the version to point at, e.g. {ref}/3 or {ref}@candidate; got {ref!r}"
         )
     with store.write() as conn:
         row = _resolve(conn, ref)

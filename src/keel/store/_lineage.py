@@ -75,5 +75,5 @@ def describe(store, node: LineageNode) -> dict:  # type: ignore[no-untyped-def]
             r = conn.execute(select(t.runs).where(t.runs.c.id == node.id)).first()
             if r is not None:
                 tags = json.loads(r.tags_json)
-                return {"label": f"run {r.id[:12]}", "experiment": r.experiment, **tags}
-    return {"label": node.id if node.kind != "blob" else f"blob {node.id[:12]}…"}
+                return {"label": r.id[:12], "experiment": r.experiment, **tags}
+    return {"label": node.id if node.kind != "blob" else f"{node.id[:12]}…"}

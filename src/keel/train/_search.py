@@ -17,7 +17,7 @@ import numpy as np
 from keel.errors import InvalidInput
 from keel.store import Store
 from keel.train._tracking import start_run
-from keel.train._train import TrainResult, prepare, train
+from keel.train._train import TrainResult, _check_params, prepare, train
 from keel.train._zoo import get_kind
 
 __all__ = ["SearchResult", "search"]
@@ -88,12 +88,19 @@ def search(
     holdout: str | None = None,
     task: str | None = None,
     split: str = "stratified",
+    test_size: float = 0.2,
+    time_col: str | None = None,
+    group_col: str | None = None,
+    params: dict[str, Any] | None = None,
     seed: int = 0,
     val_size: float = 0.2,
     experiment: str = "search",
     progress: bool = True,
 ) -> SearchResult:
-    """Search ``model``'s parameters on ``dataset``; train the best on all training rows."""
+    """Search ``model``'s parameters on ``dataset``; train the best on all training rows.
+
+    ``params`` are held fixed in every trial; the split options are those of
+    :func:`keel.train.train`."""
     import optuna
 
     from keel.executors import get_executor
@@ -109,8 +116,14 @@ def search(
         task=task,
         holdout=holdout,
         split=split,
+        test_size=test_size,
+        time_col=time_col,
+        group_col=group_col,
         seed=seed,
+        model=model,
     )
+    fixed = dict(params or {})
+    _check_params(kind, prep.task, fixed, seed)
     shared = _shared_arrays(prep, model, seed, val_size)
     own_executor = executor is None or isinstance(executor, str)
     ex = get_executor(executor) if own_executor else executor
@@ -126,7 +139,7 @@ def search(
                     study.ask()
                     for _ in range(min(getattr(ex, "workers", 1), n_trials - len(trials)))
                 ]
-                params = [{**kind.defaults, **kind.space(t)} for t in batch]
+                params = [{**kind.defaults, **kind.space(t), **fixed} for t in batch]
                 for trial, p, out in zip(
                     batch, params, ex.map(_objective, params, shared=shared), strict=True
                 ):
@@ -135,7 +148,11 @@ def search(
                     parent.log_metric(metric, out["value"], step=trial.number)
                     advance(study.best_value)
             best = study.best_trial
-            best_params = {**kind.defaults, **kind.space(optuna.trial.FixedTrial(best.params))}
+            best_params = {
+                **kind.defaults,
+                **kind.space(optuna.trial.FixedTrial(best.params)),
+                **fixed,
+            }
             parent.log_params({f"best.{k}": v for k, v in best_params.items()})
             parent.log_params({"n_trials": n_trials, "executor": ex.name, "model": model})
             final = train(

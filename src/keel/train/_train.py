@@ -31,6 +31,7 @@ class Prepared:
     spec: Any
     input_schema: list[dict[str, Any]]
     inputs: list[tuple[str, str]] = field(default_factory=list)  # (dataset sha, role)
+    split: str = "stratified"  # how train and test were made: a strategy, or "holdout"
 
     @property
     def columns(self) -> list[str]:
@@ -114,6 +115,8 @@ def prepare(
     """Load the dataset(s), check the target, choose the task, split, and settle the spec."""
     from keel.data import get_dataset, load_frame
 
+    if not isinstance(seed, int) or seed < 0:
+        raise InvalidInput(f"seed: expected a whole number 0 or above, got {seed!r}")
     ds = get_dataset(store, dataset)
     df = load_frame(store, ds)
     types = {c["name"]: c["type"] for c in ds.schema.get("columns", [])}
@@ -149,6 +152,7 @@ def prepare(
         )
         train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
     used = _spec_columns(spec, [c for c in df.columns if c != target])
+    _check_finite(train, used, ds.ref)
     lacking = [c for c in used if c not in test.columns]
     if lacking:
         raise InvalidInput(
@@ -156,7 +160,22 @@ def prepare(
             f"that the training data {ds.ref} has"
         )
     input_schema = [{"name": c, "type": types.get(c, "string")} for c in used]
-    return Prepared(train, test, target, task, spec, input_schema, inputs)
+    how = "holdout" if holdout else split
+    return Prepared(train, test, target, task, spec, input_schema, inputs, how)
+
+
+def _check_finite(df: pd.DataFrame, columns: list[str], ref: str) -> None:
+    """Models cannot learn from infinities; say which column holds them."""
+    for c in columns:
+        if pd.api.types.is_float_dtype(df[c]):
+            values = df[c].to_numpy(dtype=float, na_value=np.nan)
+            bad = np.isinf(values)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise InvalidInput(
+                    f"column {c!r} of dataset {ref}: {int(bad.sum())} infinite value(s), first "
+                    f"{values[row]!r}; models need finite numbers (clip them or make them missing)"
+                )
 
 
 def _check_target(df: pd.DataFrame, target: str, task: str, ref: str) -> None:
@@ -256,12 +275,13 @@ def train(
         seed=seed,
         time_col=time_col,
         group_col=group_col,
+        model=model,
     )
     _check_params(kind, prep.task, params, seed)
     run = start_run(store, experiment, seed=seed, tags={"model": model, **(tags or {})})
     with run:
-        _log_setup(run, prep, kind.name, {**kind.defaults, **(params or {})}, split, seed)
-        fitted = build_model(prep, model, params, seed)
+        _log_setup(run, prep, kind.name, {**kind.defaults, **(params or {})}, seed)
+        fitted = _fit(run, prep, model, params, seed)
         metrics = evaluate(fitted, prep.test[prep.columns], prep.test[prep.target].to_numpy())
         run.log_metrics({f"holdout_{k}": v for k, v in metrics.items()}, step=0)
         from keel.models import save_model
@@ -273,9 +293,32 @@ def train(
     )
 
 
+def _fit(run: Run, prep: Prepared, model: str, params: dict[str, Any] | None, seed: int) -> Any:
+    """Fit, turning a library's complaint about the data into one clear keel error (the run
+    stays in the store, marked failed, as a record of what was tried)."""
+    try:
+        return build_model(prep, model, params, seed)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, InvalidInput):
+            raise
+        raise InvalidInput(
+            f"training {model!r} failed on the data: {str(exc).splitlines()[0]} "
+            f"(run {run.id[:12]} is marked failed)"
+        ) from None
+
+
 def _check_params(kind: Any, task: str, params: dict[str, Any] | None, seed: int) -> None:
     """Refuse bad model parameters before a run is opened, so nothing is recorded."""
     est = kind.estimator(task, params, seed)
+    defaults = type(est)().get_params()
+    for key, value in (params or {}).items():
+        default = defaults.get(key)
+        numeric = isinstance(default, int | float) and not isinstance(default, bool)
+        if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidInput(
+                f"model {kind.name!r} parameter {key!r}: expected a number like {default!r}, "
+                f"got {value!r}"
+            )
     validate = (
         getattr(est, "_validate_params", None) if hasattr(est, "_parameter_constraints") else None
     )
@@ -286,16 +329,14 @@ def _check_params(kind: Any, task: str, params: dict[str, Any] | None, seed: int
             raise InvalidInput(f"model {kind.name!r}: {exc}") from None
 
 
-def _log_setup(
-    run: Run, prep: Prepared, model: str, params: dict[str, Any], split: str, seed: int
-) -> None:
+def _log_setup(run: Run, prep: Prepared, model: str, params: dict[str, Any], seed: int) -> None:
     run.log_params(
         {
             **{f"model.{k}": v for k, v in params.items()},
             "model": model,
             "task": prep.task,
             "target": prep.target,
-            "split": "holdout" if any(r == "holdout" for _, r in prep.inputs) else split,
+            "split": prep.split,
             "seed": seed,
             "n_train": len(prep.train),
             "n_test": len(prep.test),
