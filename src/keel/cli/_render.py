@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output is for copying ids and grepping: don't wrap it at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def emit_json(data: Any) -> None:
