@@ -40,6 +40,17 @@ def wait_ready(proc: subprocess.Popen[str]) -> None:
         raise AssertionError(f"child did not start: {line!r}\n{err}")
 
 
+def finish_killed(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str]:
+    """Everything a killed child wrote. Not ``communicate()``: it reads the pipe's file
+    descriptor directly and would miss what ``wait_ready``'s ``readline`` already buffered."""
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+    proc.stdin.close()
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    proc.wait(timeout=timeout)
+    return out, err
+
+
 def run_together(
     job: str, args_per_child: list[tuple[object, ...]], timeout: float = 120
 ) -> list[tuple[int, str, str]]:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from keel.store import Store, _tables
 
-from ._workers import run_together, start, wait_ready
+from ._workers import finish_killed, run_together, start, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def test_kill_minus_nine_keeps_every_acknowledged_write(tmp_path: Path) -> None:
             wait_ready(proc)
             time.sleep(rng.uniform(0.0, 0.25))
             proc.send_signal(signal.SIGKILL)
-            out, err = proc.communicate(timeout=30)
+            out, err = finish_killed(proc)
             assert proc.returncode == -signal.SIGKILL, err
             assert err == ""
             acked = {int(line) for line in out.splitlines(keepends=True) if line.endswith("\n")}
