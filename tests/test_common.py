@@ -53,3 +53,18 @@ def test_regression_adapters_pass_check_model(adult_sample, kind):
     model = build_model(prep, kind, FAST[kind], seed=0)
     assert model.task == "regression"
     check_model(model, df.iloc[1000:1100][inputs], blobs=MemoryBlobStore())
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # short fits
+@pytest.mark.parametrize("kind", sorted(ZOO))
+def test_exported_onnx_model_passes_check_model(adult_sample, kind):
+    from keel.export import to_onnx
+    from keel.models import OnnxModel
+
+    df, spec, schema = adult_sample
+    prep = Prepared(df.iloc[:1000], df.iloc[1000:], "income", "classification", spec, schema)
+    native = build_model(prep, kind, FAST[kind], seed=0)
+    graph = to_onnx(native).SerializeToString()
+    model = OnnxModel(graph, "classification", schema, native.classes_)
+    X = df.iloc[1000:1200][[c["name"] for c in schema]]
+    check_model(model, X, blobs=MemoryBlobStore())

@@ -19,6 +19,7 @@ AREAS = [
     "keel.testing",
     "keel.project",
     "keel.datasets",
+    "keel.export",
 ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from keel.errors import InvalidInput, UnsafeArtifact
 from keel.models._adapters import LightGBMModel, SklearnModel
+from keel.models._onnx import OnnxModel
 from keel.types import BlobStore
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model", "trusted_type"]
@@ -75,6 +76,8 @@ def save_model(model: Any, blobs: BlobStore) -> str:
         }
         text = model.booster.model_to_string()
         components["booster"] = {"sha": blobs.put_bytes(text.encode()), "format": "lightgbm-text"}
+    elif isinstance(model, OnnxModel):
+        components["graph"] = {"sha": blobs.put_bytes(model.onnx_bytes), "format": "onnx"}
     elif isinstance(model, SklearnModel):
         components["pipeline"] = {
             "sha": blobs.put_bytes(_skops_dumps(model.pipeline)),
@@ -82,7 +85,7 @@ def save_model(model: Any, blobs: BlobStore) -> str:
         }
     else:
         raise InvalidInput(
-            f"save_model: expected a keel model adapter (SklearnModel, LightGBMModel), "
+            f"save_model: expected a keel model adapter (SklearnModel, LightGBMModel, OnnxModel), "
             f"got {type(model).__name__}"
         )
     import keel
@@ -125,7 +128,20 @@ def read_manifest(blobs: BlobStore, sha: str) -> dict[str, Any]:
     return manifest
 
 
-def load_model(blobs: BlobStore, sha: str) -> LightGBMModel | SklearnModel:
+def _refuse_external_data(graph: bytes) -> None:
+    """A stored graph must carry all its weights: no file outside the store is ever read."""
+    import onnx
+
+    proto = onnx.load_from_string(graph)
+    for tensor in onnx.external_data_helper._get_all_tensors(proto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            raise UnsafeArtifact(
+                f"graph: tensor {tensor.name!r} points at external data; a stored model must "
+                "hold its weights itself"
+            )
+
+
+def load_model(blobs: BlobStore, sha: str) -> LightGBMModel | SklearnModel | OnnxModel:
     """Parse the manifest, check every component, then build the model."""
     m = read_manifest(blobs, sha)
     parts = m.get("components", {})
@@ -142,4 +158,11 @@ def load_model(blobs: BlobStore, sha: str) -> LightGBMModel | SklearnModel:
     if flavor == "sklearn":
         pipeline = _skops_loads(blobs.get_bytes(parts["pipeline"]["sha"]), "pipeline")
         return SklearnModel(pipeline, m["task"], m["input_schema"], m["classes"])
+    if flavor == "onnx":
+        from keel.export import check_graph
+
+        graph = blobs.get_bytes(parts["graph"]["sha"])
+        _refuse_external_data(graph)
+        check_graph(graph)  # parses, checks the wiring, builds a session
+        return OnnxModel(graph, m["task"], m["input_schema"], m["classes"])
     raise UnsafeArtifact(f"model artifact {sha[:12]}…: unknown flavor {flavor!r}")

@@ -32,6 +32,9 @@ class Prepared:
     input_schema: list[dict[str, Any]]
     inputs: list[tuple[str, str]] = field(default_factory=list)  # (dataset sha, role)
     split: str = "stratified"  # how train and test were made: a strategy, or "holdout"
+    test_size: float = 0.2
+    time_col: str | None = None
+    group_col: str | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -161,7 +164,9 @@ def prepare(
         )
     input_schema = [{"name": c, "type": types.get(c, "string")} for c in used]
     how = "holdout" if holdout else split
-    return Prepared(train, test, target, task, spec, input_schema, inputs, how)
+    return Prepared(
+        train, test, target, task, spec, input_schema, inputs, how, test_size, time_col, group_col
+    )
 
 
 def _check_finite(df: pd.DataFrame, columns: list[str], ref: str) -> None:
@@ -337,6 +342,9 @@ def _log_setup(run: Run, prep: Prepared, model: str, params: dict[str, Any], see
             "task": prep.task,
             "target": prep.target,
             "split": prep.split,
+            "test_size": prep.test_size,
+            "time_col": prep.time_col,
+            "group_col": prep.group_col,
             "seed": seed,
             "n_train": len(prep.train),
             "n_test": len(prep.test),

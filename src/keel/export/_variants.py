@@ -1,0 +1,276 @@
+"""Smaller variants of a model for the edge, and the trade-off between them.
+
+* ``prune``: fewer trees (LightGBM, random forest), the fewest whose hold-out metric stays
+  within ``max_drop`` of the full model's;
+* ``distill``: a shallow LightGBM student trained on the teacher's soft labels (each row
+  once per class, weighted by the teacher's probability), on the teacher's own features;
+* ``quantize``: the ONNX graph with int8 weights (ONNX Runtime's dynamic quantization),
+  for models whose graph has float weight matrices (MLP; linear models where converted
+  to MatMul).
+
+Each variant is registered as a new version of the model with lineage to its parent.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from keel.errors import InvalidInput
+from keel.store import Store
+
+__all__ = [
+    "TradeOff",
+    "Variant",
+    "distill",
+    "prune",
+    "quantize_int8",
+    "register_variant",
+    "trade_off",
+]
+
+
+@dataclass
+class Variant:
+    kind: str  # "fp32", "pruned", "distilled", "int8"
+    ref: str
+    onnx_bytes: bytes
+    model: Any
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _metric(model: Any, X: Any, y: Any) -> tuple[str, float]:
+    from keel.train import evaluate
+
+    m = evaluate(model, X, y)
+    key = "roc_auc" if "roc_auc" in m else ("accuracy" if "accuracy" in m else "rmse")
+    return key, m[key]
+
+
+def _better(key: str, a: float, b: float) -> float:
+    """How much ``a`` is better than ``b`` (negative: worse)."""
+    return (b - a) if key == "rmse" else (a - b)
+
+
+def prune(
+    model: Any, X: Any, y: Any, *, max_drop: float = 0.002, trees: int | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The model with the fewest trees whose metric is within ``max_drop`` of the full one
+    (or exactly ``trees`` trees)."""
+    from keel.models import LightGBMModel, SklearnModel
+
+    if isinstance(model, LightGBMModel):
+        total = model.booster.num_trees() // max(1, _trees_per_iteration(model))
+        make = lambda k: _lgb_first(model, k)  # noqa: E731
+    elif (
+        isinstance(model, SklearnModel)
+        and hasattr(model.estimator, "estimators_")
+        and model.estimator.__class__.__name__.startswith("RandomForest")
+    ):
+        total = len(model.estimator.estimators_)
+        make = lambda k: _forest_first(model, k)  # noqa: E731
+    else:
+        raise InvalidInput(
+            f"prune: a {model.flavor} {type(getattr(model, 'estimator', model)).__name__} has no "
+            "trees to drop; pruning is for LightGBM and random forests (try --distill or "
+            "--quantize int8)"
+        )
+    key, full = _metric(model, X, y)
+    candidates = [trees] if trees else sorted({max(1, total * f // 16) for f in (1, 2, 4, 8)})
+    for k in candidates:
+        if k >= total:
+            continue
+        small = make(k)
+        _, value = _metric(small, X, y)
+        if trees or _better(key, value, full) >= -max_drop:
+            return small, {"trees": k, "of": total, key: value, f"full_{key}": full}
+    raise InvalidInput(
+        f"prune: no smaller forest keeps {key} within {max_drop} of {full:.4f}; raise max_drop"
+    )
+
+
+def _trees_per_iteration(model: Any) -> int:
+    return 1 if len(model.classes_ or [0, 1]) <= 2 else len(model.classes_)
+
+
+def _lgb_first(model: Any, iterations: int) -> Any:
+    import lightgbm as lgb
+
+    from keel.models import LightGBMModel
+
+    booster = lgb.Booster(model_str=model.booster.model_to_string(num_iteration=iterations))
+    return LightGBMModel(model.transformer, booster, model.task, model.input_schema, model.classes_)
+
+
+def _forest_first(model: Any, k: int) -> Any:
+    from keel.models import SklearnModel
+
+    pipe = copy.deepcopy(model.pipeline)
+    est = pipe[-1]
+    est.estimators_ = est.estimators_[:k]
+    est.n_estimators = k
+    return SklearnModel(pipe, model.task, model.input_schema, model.classes_)
+
+
+def distill(
+    teacher: Any, X_train: Any, *, trees: int = 60, leaves: int = 8, seed: int = 0
+) -> tuple[Any, dict[str, Any]]:
+    """A shallow LightGBM student on the teacher's features and soft labels."""
+    import lightgbm as lgb
+
+    from keel.models import LightGBMModel, SklearnModel
+
+    if isinstance(teacher, LightGBMModel):
+        transformer = teacher.transformer
+    elif isinstance(teacher, SklearnModel):
+        transformer = teacher.transformer
+    else:
+        raise InvalidInput(f"distill: cannot read the features of a {teacher.flavor} model")
+    Xt = transformer.transform(X_train)
+    params = dict(
+        n_estimators=trees,
+        num_leaves=leaves,
+        learning_rate=0.1,
+        random_state=seed,
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+        n_jobs=1,
+    )
+    if teacher.task == "regression":
+        student = lgb.LGBMRegressor(**params).fit(Xt, teacher.predict(X_train))
+        classes = None
+    else:
+        proba = teacher.predict_proba(X_train)
+        n, k = proba.shape
+        rows = np.repeat(np.arange(n), k)
+        labels = np.tile(np.arange(k), n)
+        student = lgb.LGBMClassifier(**params).fit(
+            Xt[rows], labels, sample_weight=proba.reshape(-1) + 1e-12
+        )
+        classes = teacher.classes_
+    model = LightGBMModel(
+        transformer, student.booster_, teacher.task, teacher.input_schema, classes
+    )
+    return model, {"trees": trees, "leaves": leaves}
+
+
+def quantize_int8(onnx_bytes: bytes, model: Any) -> tuple[Any, dict[str, Any]]:
+    """The graph with int8 weights; refused when it has no float weight matrices."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from keel.models import OnnxModel
+
+    proto = onnx.load_from_string(onnx_bytes)
+    if not any(n.op_type in ("MatMul", "Gemm") for n in proto.graph.node):
+        raise InvalidInput(
+            f"quantize int8: the {model.flavor} graph has no float weight matrices (MatMul/Gemm); "
+            "int8 is for MLPs and linear models; for trees use --prune or --distill"
+        )
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(onnx_bytes)
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        data = dst.read_bytes()
+    q = OnnxModel(data, model.task, model.input_schema, model.classes_)
+    return q, {"weight_type": "int8", "fp32_bytes": len(onnx_bytes), "int8_bytes": len(data)}
+
+
+@dataclass
+class TradeOff:
+    rows: list[dict[str, Any]]
+
+    def pareto(self) -> list[str]:
+        """Variants no other beats on size, latency and metric at once."""
+
+        def dominated(a: dict[str, Any], b: dict[str, Any]) -> bool:
+            key = a["metric"]
+            better_metric = _better(key, b["value"], a["value"]) >= 0
+            return (
+                b["bytes"] <= a["bytes"]
+                and b["ms_1"] <= a["ms_1"]
+                and better_metric
+                and (b["bytes"], b["ms_1"], b["value"]) != (a["bytes"], a["ms_1"], a["value"])
+            )
+
+        return [a["variant"] for a in self.rows if not any(dominated(a, b) for b in self.rows)]
+
+    def to_dict(self) -> dict[str, Any]:
+        front = set(self.pareto())
+        return {"rows": [{**r, "pareto": r["variant"] in front} for r in self.rows]}
+
+
+def _latency_ms(session: Any, feed: dict[str, np.ndarray], repeats: int) -> float:
+    session.run(None, feed)  # warm
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def trade_off(variants: list[Variant], X: Any, y: Any, *, repeats: int = 200) -> TradeOff:
+    """File size, single-row and 1,000-row latency (ONNX Runtime, 1 thread, median), and
+    the task metric of each variant on the hold-out rows."""
+    import onnxruntime as ort
+
+    from keel.export._convert import onnx_inputs
+
+    rows = []
+    batch = X.sample(n=1000, replace=len(X) < 1000, random_state=0) if len(X) else X
+    for v in variants:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(v.onnx_bytes, opts, providers=["CPUExecutionProvider"])
+        schema = v.model.input_schema
+        key, value = _metric(v.model, X, y)
+        rows.append(
+            {
+                "variant": v.kind,
+                "model": v.ref,
+                "bytes": len(v.onnx_bytes),
+                "ms_1": _latency_ms(sess, onnx_inputs(X.iloc[:1], schema), repeats),
+                "ms_1000": _latency_ms(sess, onnx_inputs(batch, schema), max(5, repeats // 20)),
+                "metric": key,
+                "value": value,
+                **{f"detail.{k}": val for k, val in v.detail.items()},
+            }
+        )
+    return TradeOff(rows)
+
+
+def register_variant(
+    store: Store, parent_ref: str, model: Any, kind: str, detail: dict[str, Any]
+) -> str:
+    """Save and register ``model`` as the next version of the parent's name, derived from it."""
+    from keel import registry
+    from keel.models import save_model
+
+    parent = registry.get_version(store, parent_ref)
+    sha = save_model(model, store.blobs)
+    mv = registry.register(
+        store,
+        parent.name,
+        artifact_sha=sha,
+        flavor=model.flavor,
+        task=model.task,
+        input_schema=model.input_schema,
+        output_schema=model.output_schema,
+        run_id=None,
+        metrics={},
+        description=f"{kind} variant of {parent.ref}: {detail}",
+    )
+    with store.write() as conn:
+        store.add_edge(conn, ("model", mv.ref), ("model", parent.ref), f"{kind}_from")
+    registry.set_tag(store, mv.ref, "variant", kind)
+    return mv.ref
