@@ -1,5 +1,6 @@
 """The end-to-end demo on bundled UCI Adult: init → ingest + validate → search LightGBM →
-register → alias ``candidate`` → results and lineage."""
+register → alias ``candidate`` → export to ONNX with parity, pruned and distilled variants →
+results, trade-off and lineage."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class DemoResult:
     metrics: dict[str, float]
     trials: list[dict[str, Any]]
     datasets: dict[str, str]
+    parity: dict[str, Any]
+    tradeoff: Any
 
 
 def run_demo(
@@ -56,10 +59,15 @@ def run_demo(
         final = result.final
         mv = final.register(store, MODEL_NAME, "LightGBM on UCI Adult, best of an Optuna search")
         registry.set_alias(store, mv.ref, "candidate", why="best trial of the demo search")
+        from keel.export import export_variants
+
+        exported, tradeoff, _ = export_variants(store, mv.ref, prune={}, distill={})
     return DemoResult(
         root,
         mv.ref,
         final.metrics,
         result.trials,
         {"train": train_ds.ref, "holdout": test_ds.ref},
+        exported.parity.to_dict(),
+        tradeoff,
     )

@@ -407,7 +407,14 @@ def demo(
     res = run_demo(folder, n_trials=trials, executor=executor, progress=not as_json)
     seconds = time.perf_counter() - t0
     if as_json:
-        emit_json({**res.__dict__, "project": str(res.project), "seconds": seconds})
+        emit_json(
+            {
+                **res.__dict__,
+                "project": str(res.project),
+                "seconds": seconds,
+                "tradeoff": res.tradeoff.to_dict(),
+            }
+        )
         return
     best = sorted(res.trials, key=lambda t: -t["value"])[:5]
     table(
@@ -430,6 +437,14 @@ def demo(
         ["metric", "value"],
         [[k, v] for k, v in res.metrics.items()],
     )
+    p = res.parity
+    console.print(
+        f"[bold]ONNX export[/bold] of {res.model_ref}: parity on {p['rows']:,} hold-out rows, "
+        f"labels agree {p['label_agreement']:.4%}, max |Δp| {p['max_abs_diff']:.1e}"
+    )
+    from keel.cli._export_cmds import tradeoff_table
+
+    tradeoff_table(res.tradeoff)
     with open_project(res.project) as proj:
         root = st.lineage(proj.store, "model", res.model_ref)
         details = {(n.kind, n.id): st.describe(proj.store, n) for n in root.walk()}

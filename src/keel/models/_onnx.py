@@ -56,7 +56,8 @@ class OnnxModel(_Base):
         return dict(zip(names, self.session.run(None, feed), strict=True))
 
     def _proba(self, X: Any) -> np.ndarray:
-        return np.asarray(self._run(X)["probabilities"], dtype=np.float64)
+        p = np.asarray(self._run(X)["probabilities"], dtype=np.float64)
+        return p / p.sum(axis=1, keepdims=True)  # float32 rows summed to 1 ± 1e-7
 
     def predict(self, X: Any) -> np.ndarray:
         if self.task == "regression":
