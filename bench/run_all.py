@@ -16,7 +16,11 @@ from typing import Any
 
 from _common import RESULTS, ROOT
 
-BENCHMARKS = {"tracking": "bench/bench_tracking.py", "ingest": "bench/bench_ingest.py"}
+BENCHMARKS = {
+    "tracking": "bench/bench_tracking.py",
+    "ingest": "bench/bench_ingest.py",
+    "predict": "bench/bench_predict.py",
+}
 COMMAND = "make bench  # = .venv/bin/python bench/run_all.py"
 
 
@@ -41,10 +45,18 @@ def _s(x: float) -> str:
     return f"{x:.2f} s" if x < 100 else f"{x:.0f} s"
 
 
-def snippet(tracking: dict[str, Any] | None, ingest: dict[str, Any] | None) -> str:
+def _ms(x: float) -> str:
+    return f"{x:.3g} ms" if x < 100 else f"{x:.0f} ms"
+
+
+def snippet(
+    tracking: dict[str, Any] | None,
+    ingest: dict[str, Any] | None,
+    predict: dict[str, Any] | None = None,
+) -> str:
     rows: list[str] = []
     notes: list[str] = []
-    about = (tracking or ingest or {}).get("machine", {})
+    about = (tracking or ingest or predict or {}).get("machine", {})
     if tracking:
         c, k, m = tracking["config"], tracking["results"]["keel"], tracking["results"]["mlflow"]
         r = tracking["ratios"]
@@ -98,8 +110,59 @@ def snippet(tracking: dict[str, Any] | None, ingest: dict[str, Any] | None) -> s
             "and writes Parquet + records, so its ratio is the cost of those guarantees, "
             "not a like-for-like race."
         )
-    reps = (tracking or ingest or {}).get("config", {}).get("repeats", "?")
-    pk = about.get("packages", {})
+    if predict:
+        c, res, r = predict["config"], predict["results"], predict["ratios"]
+        g1 = predict["goals"]["onnx_single_row_at_most_1_50_of_sklearn_pipeline"]
+        g2 = predict["goals"]["onnx_single_row_within_1_5x_of_bare_booster"]
+        v = predict["variants"]
+        s = {k: x["single_median_ms"] for k, x in res.items()}
+        b = {k: x["batch_median_ms"] for k, x in res.items()}
+        n = f"{c['batch_rows']:,}"
+        rows += [
+            f"| Predict, one Adult row in-process: keel ONNX graph ({v['fp32']['booster_trees']}-"
+            f"tree LightGBM, onnxruntime 1 thread); run alone / with `onnx_inputs` from the "
+            f"DataFrame row | {_ms(s['onnx run'])} / {_ms(s['onnx feed+run'])} | sklearn "
+            f"Pipeline `predict_proba` {_ms(s['sklearn pipeline'])} | "
+            f"**{r['single_pipeline_over_onnx_run']:.0f}×** / "
+            f"{r['single_pipeline_over_onnx_feed_run']:.0f}× |",
+            f"| Predict, one row: as above, against the bare booster on a pre-encoded row | "
+            f"{_ms(s['onnx run'])} / {_ms(s['onnx feed+run'])} | `booster.predict` "
+            f"{_ms(s['booster'])} (`num_threads=1`: {_ms(s['booster num_threads=1'])}) | "
+            f"**{g2['booster_ms'] / s['onnx run']:.2f}×** / "
+            f"{g2['booster_ms'] / s['onnx feed+run']:.2f}× |",
+            f"| Predict, {n} rows: as above | {_ms(b['onnx run'])} / "
+            f"{_ms(b['onnx feed+run'])} | sklearn Pipeline {_ms(b['sklearn pipeline'])}; "
+            f"booster {_ms(b['booster'])} (`num_threads=1`: "
+            f"{_ms(b['booster num_threads=1'])}) | {r['batch_pipeline_over_onnx_run']:.1f}× / "
+            f"{r['batch_pipeline_over_onnx_feed_run']:.1f}× vs pipeline |",
+            f"| Predict, one row: smaller variants as ONNX, pruned "
+            f"({v['pruned']['booster_trees']} trees) / distilled "
+            f"({v['distilled']['booster_trees']} trees × {v['distilled']['detail']['leaves']} "
+            f"leaves); run alone | {_ms(s['onnx pruned run'])} / "
+            f"{_ms(s['onnx distilled run'])} | sklearn Pipeline (full model) "
+            f"{_ms(s['sklearn pipeline'])} | {r['single_pipeline_over_onnx_pruned_run']:.0f}× / "
+            f"{r['single_pipeline_over_onnx_distilled_run']:.0f}× |",
+        ]
+        yn = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+        notes.append(
+            f"Predict: medians of {c['single_calls']:,} one-row calls ({c['single_pool_rows']} "
+            f"distinct Adult test rows, order of methods rotated) and {c['batch_calls']} "
+            f"{n}-row calls; every method checked to give the same probabilities (to "
+            f"{c['tolerance']:g}). The booster gets rows encoded beforehand (not timed), the "
+            f"ceiling for a user who hand-encodes; ratios against it use the faster of its "
+            f"default call and `num_threads=1`. Goals for keel's ONNX graph, one row: ≤ 1/"
+            f"{g1['target_speedup']:.0f} of the sklearn pipeline's latency: run alone "
+            f"{yn(g1['run_only_met'])} ({g1['run_only']:.0f}×), with feed building "
+            f"{yn(g1['feed_and_run_met'])} ({g1['feed_and_run']:.0f}×); within "
+            f"{g2['target_ratio']:g}× of the bare booster: run alone {yn(g2['run_only_met'])} "
+            f"({g2['run_only']:.2f}×), with feed building {yn(g2['feed_and_run_met'])} "
+            f"({g2['feed_and_run']:.2f}×). Building the feed from a one-row DataFrame costs more "
+            f"than running the graph."
+        )
+    reps = (tracking or ingest or predict or {}).get("config", {}).get("repeats", "?")
+    pk: dict[str, Any] = {}
+    for one in (tracking, ingest, predict):
+        pk.update((one or {}).get("machine", {}).get("packages", {}))
     versions = ", ".join(f"{n} {v}" for n, v in pk.items() if v and n in _SHOWN)
     head = (
         f"Measured {about.get('date', '?')[:10]} on {about.get('cores', '?')} cores "
@@ -123,7 +186,16 @@ def snippet(tracking: dict[str, Any] | None, ingest: dict[str, Any] | None) -> s
     return "\n".join(lines)
 
 
-_SHOWN = ("keel", "mlflow", "pandas", "pyarrow", "sqlalchemy")
+_SHOWN = (
+    "keel",
+    "mlflow",
+    "pandas",
+    "pyarrow",
+    "sqlalchemy",
+    "onnxruntime",
+    "lightgbm",
+    "scikit-learn",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.snippet_only:
         for name in a.only or BENCHMARKS:
             ok = run(name, BENCHMARKS[name]) and ok
-    print("\n" + snippet(load("tracking"), load("ingest")))
+    print("\n" + snippet(load("tracking"), load("ingest"), load("predict")))
     return 0 if ok else 1
 
 

@@ -102,6 +102,9 @@ def _columns_of(frame: Any, names: list[str]) -> dict[str, Any]:
         where = {str(c): i for i, c in enumerate(frame.columns)}
         _check_present(names, where)
         if len(frame) <= _SMALL:
+            column = getattr(frame, "_get_column_array", None)  # pandas' cheap column access
+            if column is not None:
+                return {n: column(where[n]) for n in names}
             block = frame.to_numpy(dtype=object)
             return {n: block[:, where[n]] for n in names}
         return {n: frame.iloc[:, where[n]].to_numpy() for n in names}
