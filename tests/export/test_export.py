@@ -151,3 +151,41 @@ def test_cli_export_and_signed_bundle(trained, capsys):
     assert manifest["model"]["name"] == "lgb" and manifest["parity"]["ok"]
     code, _, err = keel("export", ref, "--distill", "depth=3")
     assert code == 2 and "unknown key(s) depth" in err
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_linear_models_rewritten_for_int8_keep_their_answers(task):
+    import onnx
+    import onnxruntime as ort
+
+    from keel.export import onnx_inputs, quantize_int8, to_onnx
+    from keel.export._variants import _linear_as_matmul
+    from keel.train._train import Prepared, _load_spec, build_model
+
+    df = adult("train").sample(1500, random_state=3).reset_index(drop=True)
+    types = {c: ("int" if df[c].dtype.kind == "i" else "string") for c in df.columns}
+    target = "income" if task == "classification" else "age"
+    spec = _load_spec(None, types, target, scale=True)
+    schema = [{"name": c, "type": types[c]} for c in df.columns if c not in (target, "income")]
+    if task == "regression":
+        spec = _load_spec(None, {c["name"]: c["type"] for c in schema}, target, scale=True)
+    prep = Prepared(df.iloc[:1000], df.iloc[1000:], target, task, spec, schema)
+    model = build_model(prep, "logistic_regression", None, 0)
+    graph = to_onnx(model)
+    rewritten = onnx.load_from_string(graph.SerializeToString())
+    _linear_as_matmul(rewritten)
+    assert not [n for n in rewritten.graph.node if n.op_type.startswith("Linear")]
+    X = df.iloc[1000:][[c["name"] for c in schema]]
+    feed = onnx_inputs(X, schema)
+    a = ort.InferenceSession(graph.SerializeToString()).run(None, feed)
+    b = ort.InferenceSession(rewritten.SerializeToString()).run(None, feed)
+    for x, y in zip(a, b, strict=True):
+        if x.dtype.kind in "fc":
+            assert np.allclose(x, y, atol=1e-5)
+        else:
+            assert (x == y).all()
+    q, detail = quantize_int8(graph.SerializeToString(), model)
+    assert detail["weight_type"] == "int8"
+    if task == "classification":
+        assert np.mean(q.predict(X) == model.predict(X)) > 0.97

@@ -161,28 +161,84 @@ def distill(
 
 
 def quantize_int8(onnx_bytes: bytes, model: Any) -> tuple[Any, dict[str, Any]]:
-    """The graph with int8 weights; refused when it has no float weight matrices."""
+    """The graph with int8 weights. Linear models' ``LinearClassifier``/``LinearRegressor``
+    ops are first rewritten as MatMul + Add (+ Sigmoid/Softmax), the form ONNX Runtime's
+    dynamic quantization works on; a graph with no float weight matrix is refused."""
+    import tempfile
+    from pathlib import Path
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from keel.models import OnnxModel
 
     proto = onnx.load_from_string(onnx_bytes)
+    _linear_as_matmul(proto)
     if not any(n.op_type in ("MatMul", "Gemm") for n in proto.graph.node):
         raise InvalidInput(
             f"quantize int8: the {model.flavor} graph has no float weight matrices (MatMul/Gemm); "
             "int8 is for MLPs and linear models; for trees use --prune or --distill"
         )
-    import tempfile
-    from pathlib import Path
-
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(onnx_bytes)
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        src.write_bytes(proto.SerializeToString())
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
         data = dst.read_bytes()
     q = OnnxModel(data, model.task, model.input_schema, model.classes_)
     return q, {"weight_type": "int8", "fp32_bytes": len(onnx_bytes), "int8_bytes": len(data)}
+
+
+def _linear_as_matmul(proto: Any) -> None:
+    """Replace each ai.onnx.ml Linear{Classifier,Regressor} node, in place, by the same
+    arithmetic in standard ops: scores = X·Wᵀ + b, then the node's post-transform."""
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    for i, n in enumerate(list(graph.node)):
+        if n.op_type not in ("LinearClassifier", "LinearRegressor"):
+            continue
+        a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+        coef = np.asarray(a["coefficients"], dtype=np.float32)
+        bias = np.asarray(a.get("intercepts", [0.0]), dtype=np.float32)
+        k = len(bias) if n.op_type == "LinearClassifier" else int(a.get("targets", 1))
+        post = a.get("post_transform", b"NONE")
+        post = post.decode() if isinstance(post, bytes) else str(post)
+        if coef.size % k or post not in ("NONE", "LOGISTIC", "SOFTMAX"):
+            return  # an unusual layout: leave the node as it is (and be refused below)
+        w = numpy_helper.from_array(coef.reshape(k, -1).T.copy(), f"{n.name}_W")
+        b = numpy_helper.from_array(bias.reshape(1, -1), f"{n.name}_B")
+        graph.initializer.extend([w, b])
+        x = n.input[0]
+        scores = f"{n.name}_scores" if post != "NONE" else n.output[-1]
+        new = [
+            helper.make_node("MatMul", [x, w.name], [f"{n.name}_xw"]),
+            helper.make_node("Add", [f"{n.name}_xw", b.name], [scores]),
+        ]
+        if post == "LOGISTIC":
+            new.append(helper.make_node("Sigmoid", [scores], [n.output[-1]]))
+        elif post == "SOFTMAX":
+            new.append(helper.make_node("Softmax", [scores], [n.output[-1]], axis=1))
+        if n.op_type == "LinearClassifier":
+            labels = a.get("classlabels_strings") or a.get("classlabels_ints")
+            arr = (
+                np.asarray([v.decode() for v in labels], dtype=object)
+                if a.get("classlabels_strings")
+                else np.asarray(labels, dtype=np.int64)
+            )
+            table = numpy_helper.from_array(arr, f"{n.name}_classes")
+            graph.initializer.append(table)
+            new += [
+                helper.make_node("ArgMax", [n.output[-1]], [f"{n.name}_idx"], axis=1, keepdims=0),
+                helper.make_node("Gather", [table.name, f"{n.name}_idx"], [n.output[0]], axis=0),
+            ]
+        graph.node.remove(n)
+        for j, node in enumerate(new):
+            graph.node.insert(i + j, node)
 
 
 @dataclass
