@@ -20,6 +20,7 @@ BENCHMARKS = {
     "tracking": "bench/bench_tracking.py",
     "ingest": "bench/bench_ingest.py",
     "predict": "bench/bench_predict.py",
+    "serve": "bench/bench_serve.py",
 }
 COMMAND = "make bench  # = .venv/bin/python bench/run_all.py"
 
@@ -53,10 +54,11 @@ def snippet(
     tracking: dict[str, Any] | None,
     ingest: dict[str, Any] | None,
     predict: dict[str, Any] | None = None,
+    serve: dict[str, Any] | None = None,
 ) -> str:
     rows: list[str] = []
     notes: list[str] = []
-    about = (tracking or ingest or predict or {}).get("machine", {})
+    about = (tracking or ingest or predict or serve or {}).get("machine", {})
     if tracking:
         c, k, m = tracking["config"], tracking["results"]["keel"], tracking["results"]["mlflow"]
         r = tracking["ratios"]
@@ -159,9 +161,13 @@ def snippet(
             f"({g2['feed_and_run']:.2f}×). Building the feed from a one-row DataFrame costs more "
             f"than running the graph."
         )
+    if serve:
+        rows_, note = _serve_rows(serve)
+        rows += rows_
+        notes.append(note)
     reps = (tracking or ingest or predict or {}).get("config", {}).get("repeats", "?")
     pk: dict[str, Any] = {}
-    for one in (tracking, ingest, predict):
+    for one in (tracking, ingest, predict, serve):
         pk.update((one or {}).get("machine", {}).get("packages", {}))
     versions = ", ".join(f"{n} {v}" for n, v in pk.items() if v and n in _SHOWN)
     head = (
@@ -186,6 +192,64 @@ def snippet(
     return "\n".join(lines)
 
 
+def _serve_rows(serve: dict[str, Any]) -> tuple[list[str], str]:
+    """README rows for bench_serve: one-row and batch req/s, keel vs MLflow, and the goals."""
+    c, cells, g = serve["config"], serve["results"], serve["goals"]
+
+    def cell(server: str, route: str, conc: int, n: int) -> dict[str, Any]:
+        for x in cells:
+            if (x["server"], x["route"], x["concurrency"], x["body_rows"]) == (
+                server,
+                route,
+                conc,
+                n,
+            ):
+                return x
+        raise KeyError((server, route, conc, n))
+
+    batch = max(c["body_rows"])
+    rows = []
+    for conc in c["concurrency"]:
+        k = cell("keel", "/invocations", conc, 1)
+        ko = cell("keel", "/models/adult/predict", conc, 1)
+        m = cell("mlflow", "/invocations", conc, 1)
+        b = cell("bare ASGI", "/", conc, 1)
+        rows.append(
+            f"| Serve, one Adult row per request over HTTP, {conc} connections (wrk, "
+            f"{c['duration_s']:g} s): `/invocations` / keel's own route | "
+            f"{_n(k['req_per_s'])} / {_n(ko['req_per_s'])} req/s · p99 {_ms(k['p99_ms'])} / "
+            f"{_ms(ko['p99_ms'])} | `mlflow models serve` {_n(m['req_per_s'])} req/s · p99 "
+            f"{_ms(m['p99_ms'])} (bare ASGI app: {_n(b['req_per_s'])} req/s) | "
+            f"**{k['req_per_s'] / m['req_per_s']:.0f}×** / "
+            f"{ko['req_per_s'] / m['req_per_s']:.0f}× |"
+        )
+        kb = cell("keel", "/invocations", conc, batch)
+        mb = cell("mlflow", "/invocations", conc, batch)
+        rows.append(
+            f"| Serve, {batch} rows per request, {conc} connections: `/invocations` | "
+            f"{_n(kb['rows_per_s'])} rows/s · p99 {_ms(kb['p99_ms'])} | MLflow "
+            f"{_n(mb['rows_per_s'])} rows/s · p99 {_ms(mb['p99_ms'])} | "
+            f"{kb['rows_per_s'] / mb['rows_per_s']:.1f}× |"
+        )
+    yn = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    worst = min(g["checks"], key=lambda x: x["keel_over_mlflow_rps"])
+    p99 = max(g["checks"], key=lambda x: x["keel_p99_over_mlflow_p99"])
+    share = min(g["checks"], key=lambda x: x["keel_share_of_ceiling_rps"])
+    errors = sum(x["errors"] for x in cells)
+    note = (
+        f"Serve: the same LightGBM model (labels checked equal on "
+        f"{serve['correctness']['rows']} rows) behind `keel serve` and `mlflow models serve` "
+        f"(local env, its defaults: 1 uvicorn worker; keel: 1 process), one server at a time "
+        f"on 127.0.0.1, wrk on the same cores; errors (socket + non-2xx) in the whole run: "
+        f"{errors}. Goals, one row, every route and concurrency: ≥ 50× MLflow's req/s "
+        f"{yn(g['all_rps_met'])} (lowest {worst['keel_over_mlflow_rps']:.0f}×); p99 ≤ 1/20 of "
+        f"MLflow's {yn(g['all_p99_met'])} (worst {p99['keel_p99_over_mlflow_p99']:.3f}); ≥ 50% "
+        f"of a bare ASGI app that only parses the JSON (same uvicorn stack) "
+        f"{yn(g['all_ceiling_met'])} (lowest {share['keel_share_of_ceiling_rps']:.0%})."
+    )
+    return rows, note
+
+
 _SHOWN = (
     "keel",
     "mlflow",
@@ -195,6 +259,7 @@ _SHOWN = (
     "onnxruntime",
     "lightgbm",
     "scikit-learn",
+    "uvicorn",
 )
 
 
@@ -208,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.snippet_only:
         for name in a.only or BENCHMARKS:
             ok = run(name, BENCHMARKS[name]) and ok
-    print("\n" + snippet(load("tracking"), load("ingest"), load("predict")))
+    print("\n" + snippet(load("tracking"), load("ingest"), load("predict"), load("serve")))
     return 0 if ok else 1
 
 

@@ -20,6 +20,7 @@ AREAS = [
     "keel.project",
     "keel.datasets",
     "keel.export",
+    "keel.serve",
 ]
 
 

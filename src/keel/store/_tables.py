@@ -178,3 +178,31 @@ events = Table(
     Column("at", Float, nullable=False),
 )
 Index("ix_events_kind", events.c.kind)
+
+# -- 0002: the model server's prediction log ------------------------------------------------
+
+prediction_segments = Table(
+    "prediction_segments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha", SHA, nullable=False),
+    Column("n_rows", BigInteger, nullable=False),
+    Column("ts_min", Float, nullable=False),
+    Column("ts_max", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_prediction_segments_model_ts", prediction_segments.c.model, prediction_segments.c.ts_max)
+
+prediction_labels = Table(
+    "prediction_labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha", SHA, nullable=False),
+    Column("n_rows", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("source_uri", Text, nullable=False),
+    Column("model", String(200), nullable=True),
+)
+Index("ix_prediction_labels_sha", prediction_labels.c.sha)

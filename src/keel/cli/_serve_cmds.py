@@ -1,0 +1,110 @@
+"""``keel serve``, ``keel key`` and ``keel labels``: models behind HTTP, and their ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from keel.cli._app import JSON, PROJECT, _project, app
+from keel.cli._render import console, emit_json
+
+
+@app.command("serve")
+def serve_cmd(
+    routes: list[str] = typer.Argument(
+        ..., help="Models to serve: NAME (its 'production' alias), NAME@ALIAS or NAME/VERSION."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (non-loopback needs --keys)."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+    alias: str = typer.Option("production", help="Alias a bare NAME resolves to."),
+    keys: Path = typer.Option(None, help="API keys JSON (from 'keel key'); enables auth."),
+    max_batch_rows: int = typer.Option(256, help="Most rows merged into one model run."),
+    max_wait_ms: float = typer.Option(1.0, help="How long a batch may wait for more requests."),
+    log_sample: float = typer.Option(1.0, help="Share of predictions kept in the log (0-1)."),
+    project: Path = PROJECT,
+) -> None:
+    """Serve registered models over HTTP: Open Inference Protocol v2, keel JSON, MLflow
+    /invocations, health, readiness and Prometheus metrics. Predictions are logged to the
+    store for monitoring.
+
+    Example: keel serve adult-income --port 8080
+    """
+    from keel.errors import InvalidInput
+    from keel.serve import KeyRing, PredictionLog, serve
+
+    if not 0.0 <= log_sample <= 1.0:
+        raise InvalidInput(f"--log-sample: expected a share between 0 and 1, got {log_sample}")
+    ring = KeyRing.from_json(keys.read_text()) if keys else None
+    with _project(project) as proj:
+        with PredictionLog(proj.store, sample_rate=log_sample) as sink:
+            serve(
+                proj.store,
+                routes,
+                host=host,
+                port=port,
+                keys=ring,
+                sink=sink,
+                alias=alias,
+                max_batch_rows=max_batch_rows,
+                max_wait_ms=max_wait_ms,
+            )
+
+
+@app.command("key")
+def key_cmd(
+    name: str = typer.Argument(..., help="Who the key is for."),
+    scope: list[str] = typer.Option(["predict"], help="predict and/or admin."),
+    keys: Path = typer.Option(Path("keys.json"), help="Key file to add the hashed key to."),
+    as_json: bool = JSON,
+) -> None:
+    """Make an API key: the token is printed once; only its sha256 is stored in the key file.
+
+    Example: keel key gateway-7 --scope predict --keys keys.json
+    """
+    import os
+
+    from keel.serve import ApiKey, KeyRing
+
+    ring = KeyRing.from_json(keys.read_text()) if keys.exists() else KeyRing()
+    token, key = ApiKey.create(name, scope)
+    ring.keys.append(key)
+    tmp = keys.with_suffix(keys.suffix + ".tmp")
+    tmp.write_text(ring.to_json())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, keys)
+    if as_json:
+        emit_json({"name": name, "token": token, "scopes": sorted(key.scopes), "keys": str(keys)})
+        return
+    console.print(f"[green]key[/green] {name} ({', '.join(sorted(key.scopes))}) added to {keys}")
+    console.print(f"token (shown once): {token}")
+
+
+labels_app = typer.Typer(help="Delayed ground truth for logged predictions.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("ingest")
+def labels_ingest(
+    path: Path = typer.Argument(..., help="CSV or Parquet of request ids and true labels."),
+    id_col: str = typer.Option("request_id", help="Column holding the request id."),
+    label_col: str = typer.Option("y", help="Column holding the true label."),
+    model: str = typer.Option(None, help="Only for this model's predictions."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Join delayed labels to logged predictions by request id.
+
+    Example: keel labels ingest outcomes.csv --id-col request_id --label-col y
+    """
+    from keel.serve import ingest_labels
+
+    with _project(project) as proj:
+        out = ingest_labels(proj.store, path, id_col=id_col, label_col=label_col, model=model)
+    if as_json:
+        emit_json(out)
+        return
+    console.print(
+        f"[green]labels[/green] {out['rows']:,} rows: {out['matched']:,} matched logged "
+        f"predictions, {out['unmatched']:,} did not"
+    )

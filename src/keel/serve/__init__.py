@@ -1,0 +1,48 @@
+"""keel.serve: the model server.
+
+Routes name registered models by alias (``production`` by default) or pinned version;
+each is served from its exported ONNX graph by ONNX Runtime, with concurrent requests
+merged into one session run. Protocols: the Open Inference Protocol v2 (KServe, Triton),
+keel's JSON (``POST /models/NAME/predict``) and MLflow's scoring (``POST /invocations``);
+plus health, readiness, Prometheus metrics, OpenAPI, API keys with scopes, and atomic
+reloads that keep the old version serving when the new one fails to load.
+
+::
+
+    from keel.serve import serve
+    serve(".", ["adult"], port=8080)          # adult@production on 127.0.0.1:8080
+"""
+
+from keel.serve._app import KeelApp, ServeConfig, create_app
+from keel.serve._auth import SCOPES, ApiKey, KeyRing
+from keel.serve._errors import STATUS, ServeError
+from keel.serve._labels import ingest_labels, joined, read_labels
+from keel.serve._predlog import PredictionLog, read_predictions
+from keel.serve._routes import route_table
+from keel.serve._server import RunningServer, is_loopback, serve, start
+from keel.serve._slot import Route
+from keel.serve._types import MemorySink, PredictionSink
+
+__all__ = [
+    "SCOPES",
+    "STATUS",
+    "ApiKey",
+    "KeelApp",
+    "KeyRing",
+    "MemorySink",
+    "PredictionLog",
+    "PredictionSink",
+    "Route",
+    "RunningServer",
+    "ServeConfig",
+    "ServeError",
+    "create_app",
+    "ingest_labels",
+    "is_loopback",
+    "joined",
+    "read_labels",
+    "read_predictions",
+    "route_table",
+    "serve",
+    "start",
+]

@@ -1,0 +1,305 @@
+"""The ASGI application: its settings, its slots, loading and atomic reloads, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keel.errors import InvalidInput, KeelError
+from keel.serve._metrics import ServerMetrics
+from keel.serve._middleware import compose
+from keel.serve._routes import ENDPOINTS, Router
+from keel.serve._slot import Deployment, Route, Slot, load_deployment
+
+__all__ = ["KeelApp", "ServeConfig", "create_app"]
+
+log = logging.getLogger("keel.serve")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Every setting of the model server, with its default.
+
+    alias: the alias a route serves when it names no alias or version.
+    threads: ONNX Runtime intra-op threads per model session.
+    max_batch_rows: most rows merged into one session run.
+    max_wait_ms: how long a batch may wait for requests already being received (0: never).
+    max_request_rows: most rows in one request (413 past it).
+    max_body_bytes: largest request body (413 past it), checked while it streams in.
+    run_in_thread: run sessions in a thread per model (True) or always on the event loop.
+    inline_run_us: runs expected (from warm-up timings) to take less than this run on the
+        event loop even with run_in_thread, since a thread hand-off would cost more.
+    export_missing: export a version that has no ONNX graph yet when loading it.
+    """
+
+    alias: str = "production"
+    threads: int = 1
+    max_batch_rows: int = 256
+    max_wait_ms: float = 1.0
+    max_request_rows: int = 10_000
+    max_body_bytes: int = 8 * 1024 * 1024
+    run_in_thread: bool = True
+    inline_run_us: float = 200.0
+    export_missing: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("threads", "max_batch_rows", "max_request_rows", "max_body_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InvalidInput(f"serve setting {name}: expected an integer >= 1, got {value!r}")
+        if not isinstance(self.inline_run_us, int | float) or self.inline_run_us < 0:
+            raise InvalidInput(
+                f"serve setting inline_run_us: expected a number >= 0, got {self.inline_run_us!r}"
+            )
+        if not isinstance(self.max_wait_ms, int | float) or not 0 <= self.max_wait_ms <= 1000:
+            raise InvalidInput(
+                f"serve setting max_wait_ms: expected 0 to 1000, got {self.max_wait_ms!r}"
+            )
+
+
+class KeelApp:
+    """The model server as an ASGI app. Models load in the background at startup (the
+    lifespan): ``/healthz`` answers at once, ``/readyz`` once every route is loaded."""
+
+    def __init__(
+        self,
+        store: Any,
+        routes: list[str | Route],
+        *,
+        config: ServeConfig | None = None,
+        keys: Any = None,
+        sink: Any = None,
+    ) -> None:
+        self.store = store
+        self.config = config or ServeConfig()
+        parsed = [r if isinstance(r, Route) else Route.parse(r, self.config.alias) for r in routes]
+        if not parsed:
+            raise InvalidInput("serve: give at least one model to serve, e.g. adult@production")
+        names = [r.name for r in parsed]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise InvalidInput(f"serve: route name(s) {', '.join(twice)} given twice; use NAME=REF")
+        if keys is not None and not len(keys):
+            raise InvalidInput("serve: auth is on but the key ring is empty; add a key")
+        self.slots = {r.name: Slot(r) for r in parsed}
+        self.keys = keys
+        self.sink = sink
+        self.metrics = ServerMetrics()
+        self.router = Router(ENDPOINTS)
+        self.started = threading.Event()  # set when the first load of every route is done
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stack = compose(self.router, self.metrics, keys, self.config.max_body_bytes)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task] = set()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope["app"] = self
+            await self._stack(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    def default_slot(self) -> Slot:
+        return next(iter(self.slots.values()))
+
+    @property
+    def ready(self) -> bool:
+        return all(s.live is not None for s in self.slots.values())
+
+    # -- lifespan --------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.loop = asyncio.get_running_loop()
+                self._spawn(self._start())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _start(self) -> None:
+        try:
+            await self.reload()
+            # Long-lived objects (libraries, sessions) leave the collector's view, so a
+            # full collection under load scans only what requests create.
+            gc.freeze()
+        finally:
+            self.started.set()
+
+    async def _stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for slot in self.slots.values():
+            if slot.live is not None:
+                await slot.live.retire()
+        if self.sink is not None:
+            try:
+                self.sink.close()
+            except Exception:
+                log.exception("closing the prediction sink failed")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- reload ----------------------------------------------------------------------
+
+    async def reload(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Re-resolve each route (or route ``name``): a version that moved is loaded, warmed
+        and swapped in at once; if it fails to load the current one keeps serving. Each
+        outcome is recorded as a ``serve.reload`` / ``serve.reload_failed`` event."""
+        slots = [self.slots[name]] if name is not None else list(self.slots.values())
+        return list(await asyncio.gather(*(self._reload_slot(s) for s in slots)))
+
+    def reload_threadsafe(self, name: str | None = None, timeout: float = 300) -> list[dict]:
+        """:meth:`reload` from another thread than the server's."""
+        if self.loop is None:
+            raise InvalidInput("serve: the app is not running")
+        return asyncio.run_coroutine_threadsafe(self.reload(name), self.loop).result(timeout)
+
+    async def _reload_slot(self, slot: Slot) -> dict[str, Any]:
+        name = slot.route.name
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            old = slot.live
+            result: dict[str, Any] = {"model": name, "from": old.version if old else None}
+            try:
+                dep = await asyncio.to_thread(self._load_if_moved, slot)
+            except Exception as exc:
+                code = exc.code if isinstance(exc, KeelError) else "load_failed"
+                log.error("serve: loading %s for route %r failed: %s", slot.route.ref, name, exc)
+                slot.failure = f"{type(exc).__name__}: {exc}"
+                self.metrics.reloads.labels(name, "failed").inc()
+                await self._event("serve.reload_failed", slot, old, None, code, slot.failure)
+                return {**result, "ok": False, "changed": False, "error": {"code": code}}
+            if dep is None:
+                return {**result, "ok": True, "changed": False, "to": result["from"]}
+            dep.start(self.config, self._on_batch(name, dep), slot.arrivals)
+            slot.swap(dep)
+            self.metrics.loaded.labels(name, str(dep.version)).set(1)
+            if old is not None:
+                self.metrics.loaded.labels(name, str(old.version)).set(0)
+                self._spawn(old.retire())
+            self.metrics.reloads.labels(name, "swapped").inc()
+            await self._event("serve.reload", slot, old, dep, None, None)
+            log.info("serve: route %r now serves %s", name, dep.ref)
+            return {**result, "ok": True, "changed": True, "to": dep.version}
+
+    def _load_if_moved(self, slot: Slot) -> Deployment | None:
+        from keel import registry
+
+        mv = registry.get_version(self.store, slot.route.ref)
+        live = slot.live
+        if live is not None and (live.model, live.version) == (mv.name, mv.version):
+            return None
+        return load_deployment(self.store, mv.ref, self.config)
+
+    async def _event(
+        self, kind: str, slot: Slot, old: Any, new: Any, code: str | None, why: str | None
+    ) -> None:
+        payload = {
+            "route": slot.route.name,
+            "serves": slot.route.ref,
+            "from": old.ref if old else None,
+            "to": new.ref if new else None,
+            "error_code": code,
+            "error": why[:1000] if why else None,
+        }
+
+        def write() -> None:
+            with self.store.write() as conn:
+                self.store.add_event(conn, kind, slot.route.name, payload)
+
+        try:
+            await asyncio.to_thread(write)
+        except Exception:
+            log.exception("serve: recording the %s event failed", kind)
+
+    # -- after each batch ------------------------------------------------------------
+
+    def _on_batch(self, name: str, dep: Deployment) -> Any:
+        rows = self.metrics.batch_rows.labels(name, str(dep.version))
+        requests = self.metrics.batch_requests.labels(name, str(dep.version))
+
+        def on_batch(items: list[Any], outputs: dict[str, Any], seconds: float) -> None:
+            rows.observe(sum(item.n for item in items))
+            requests.observe(len(items))
+            if self.sink is not None:
+                asyncio.get_running_loop().call_soon(
+                    self._log_batch, name, dep, items, outputs, time.perf_counter()
+                )
+
+        return on_batch
+
+    def _log_batch(
+        self, name: str, dep: Deployment, items: list[Any], outputs: dict, done: float
+    ) -> None:
+        try:
+            entries, offset = [], 0
+            for item in items:
+                request_id, ts, t0 = item.meta
+                latency = (done - t0) * 1000.0
+                outs = dep.outputs_of(outputs, offset, offset + item.n)
+                for row, out in zip(dep.rows_of(item), outs, strict=True):
+                    entries.append(
+                        {
+                            "request_id": request_id,
+                            "model": dep.model,
+                            "version": dep.version,
+                            "inputs": row,
+                            "outputs": out,
+                            "latency_ms": latency,
+                            "ts": ts,
+                        }
+                    )
+                offset += item.n
+            self.sink.record(entries)
+        except Exception:
+            log.exception("serve: handing predictions to the sink failed")
+
+
+def store_of(project_or_store: Any) -> Any:
+    """A Store from a Store, a Project, a project folder, or None (the current project)."""
+    from keel.project import Project, open_project
+    from keel.store import Store
+
+    if isinstance(project_or_store, Store):
+        return project_or_store
+    if isinstance(project_or_store, Project):
+        return project_or_store.store
+    if project_or_store is None or isinstance(project_or_store, str | Path):
+        return open_project(project_or_store).store
+    raise InvalidInput(
+        f"serve: expected a Store, a Project or a project folder, got "
+        f"{type(project_or_store).__name__}"
+    )
+
+
+def create_app(
+    project_or_store: Any,
+    routes: list[str | Route] | str,
+    *,
+    keys: Any = None,
+    sink: Any = None,
+    config: ServeConfig | None = None,
+    **settings: Any,
+) -> KeelApp:
+    """The ASGI app serving ``routes`` (``"adult"``, ``"adult@candidate"``, ``"adult/3"``,
+    ``"name=adult@candidate"``) from a project or store. ``settings`` override fields of
+    :class:`ServeConfig` (e.g. ``max_batch_rows=64``)."""
+    unknown = set(settings) - {f.name for f in dataclasses.fields(ServeConfig)}
+    if unknown:
+        raise InvalidInput(f"serve: unknown setting(s) {', '.join(sorted(unknown))}")
+    cfg = dataclasses.replace(config or ServeConfig(), **settings)
+    routes = [routes] if isinstance(routes, str | Route) else list(routes)
+    return KeelApp(store_of(project_or_store), routes, config=cfg, keys=keys, sink=sink)

@@ -1,0 +1,367 @@
+"""From parsed JSON to the exported graph's feed, checked against the model's input schema.
+
+Rows are built straight from the JSON values (no pandas) into a block of two arrays
+(numbers float32 with NaN = missing, text ``str`` with ``""`` = missing, the contract of
+:mod:`keel.export`), one type check and one conversion per block on the common path.
+Every bad value is reported, up to :data:`MAX_DETAILS`, as ``{"row", "field", "expected",
+"got"}``; ``null`` is a missing value, an absent field is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from keel.export import onnx_input_type
+from keel.serve._errors import ServeError
+
+__all__ = [
+    "MAX_DETAILS",
+    "MISSING",
+    "InputSpec",
+    "block_from_columns",
+    "feed_from_columns",
+    "feed_from_records",
+    "feed_from_split",
+]
+
+MAX_DETAILS = 50
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "missing"})()
+_F32_MAX = float(np.finfo(np.float32).max)
+_NUMBER_OK = frozenset({int, float, type(None)})
+_BOOL_OK = frozenset({bool, int, float, type(None)})
+_TEXT_OK = frozenset({str, type(None)})
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model's raw columns and what each expects: ``number``, ``boolean`` or ``string``.
+
+    Inside the server a request's rows travel as a *block*: ``{"num": float32 [n, k_num],
+    "text": object [n, k_text]}`` in the order of :attr:`num_names` and :attr:`text_names`
+    (cheap to build from JSON rows and to merge across requests); :meth:`graph_feed`
+    turns a block into the graph's one-input-per-column feed.
+    """
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+
+    @classmethod
+    def from_schema(cls, schema: list[dict[str, Any]]) -> InputSpec:
+        kinds = []
+        for col in schema:
+            if onnx_input_type(col) == "string":
+                kinds.append("string")
+            else:
+                kinds.append("boolean" if col.get("type") == "bool" else "number")
+        return cls(tuple(str(c["name"]) for c in schema), tuple(kinds))
+
+    @cached_property
+    def num_names(self) -> tuple[str, ...]:
+        return tuple(n for n, k in zip(self.names, self.kinds, strict=True) if k != "string")
+
+    @cached_property
+    def text_names(self) -> tuple[str, ...]:
+        return tuple(n for n, k in zip(self.names, self.kinds, strict=True) if k == "string")
+
+    def kind_of(self, name: str) -> str:
+        return self.kinds[self.names.index(name)]
+
+    def dummy_block(self, n: int = 1) -> dict[str, np.ndarray]:
+        """``n`` rows of zeros and empty strings: enough to warm a session."""
+        text = np.empty((n, len(self.text_names)), dtype=object)
+        text[...] = ""
+        return {"num": np.zeros((n, len(self.num_names)), dtype=np.float32), "text": text}
+
+    def graph_feed(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's feed: one contiguous ``[n, 1]`` array per column."""
+        num, text = block["num"], block["text"]
+        n = len(num)
+        feed = dict(zip(self.num_names, np.ascontiguousarray(num.T).reshape(-1, n, 1), strict=True))
+        feed.update(
+            zip(self.text_names, np.ascontiguousarray(text.T).reshape(-1, n, 1), strict=True)
+        )
+        return feed
+
+    def rows(self, block: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """The block's rows as dicts in schema order, missing values as None."""
+        nums = [[None if v != v else v for v in r] for r in block["num"].tolist()]
+        texts = [[None if v == "" else v for v in r] for r in block["text"].tolist()]
+        num_names, text_names = self.num_names, self.text_names
+        out = []
+        for num, text in zip(nums, texts, strict=True):
+            row = dict(zip(num_names, num, strict=True))
+            row.update(zip(text_names, text, strict=True))
+            out.append({n: row[n] for n in self.names})
+        return out
+
+    def json_schema(self) -> dict[str, Any]:
+        """One row as a JSON Schema object (for the OpenAPI document)."""
+        props = {n: {"type": [k, "null"]} for n, k in zip(self.names, self.kinds, strict=True)}
+        return {"type": "object", "properties": props, "required": list(self.names)}
+
+
+class Problems:
+    """Findings about one request, capped at :data:`MAX_DETAILS`."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, row: int | None, field: str | None, expected: str, got: Any) -> None:
+        self.count += 1
+        if len(self.items) < MAX_DETAILS:
+            item: dict[str, Any] = {}
+            if row is not None:
+                item["row"] = row
+            if field is not None:
+                item["field"] = field
+            item["expected"], item["got"] = expected, describe(got)
+            self.items.append(item)
+
+    def raise_if_any(self) -> None:
+        if not self.count:
+            return
+        first = self.items[0]
+        where = " ".join(
+            f"{k} {first[k]!r}" if k == "field" else f"{k} {first[k]}"
+            for k in ("row", "field")
+            if k in first
+        )
+        more = f" (and {self.count - 1} more)" if self.count > 1 else ""
+        raise ServeError(
+            "invalid_input",
+            f"{where}: expected {first['expected']}, got {first['got']}{more}",
+            self.items,
+        )
+
+
+def describe(value: Any) -> str:
+    """A short, JSON-flavoured rendering of a client's value for an error message."""
+    if value is MISSING:
+        return "missing"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= 42 else text[:39] + "...'"
+    if isinstance(value, int | float):
+        text = repr(value)
+        return text if len(text) <= 42 else text[:39] + "..."
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a value of another type"
+
+
+def column(
+    name: str, kind: str, values: list[Any], problems: Problems, row_offset: int = 0
+) -> np.ndarray:
+    """One feed column ``[N, 1]`` from JSON values, reporting each bad one."""
+    types = set(map(type, values))
+    if kind == "string":
+        if types <= _TEXT_OK and MISSING not in values:
+            out = np.empty((len(values), 1), dtype=object)
+            out[:, 0] = ["" if v is None else v for v in values]
+            return out
+        for i, v in enumerate(values):
+            if v is not None and type(v) is not str:
+                problems.add(i + row_offset, name, "a string", v)
+        return np.empty((0, 1), dtype=object)
+    accepted = _BOOL_OK if kind == "boolean" else _NUMBER_OK
+    if types <= accepted:
+        try:
+            with np.errstate(over="ignore"):
+                arr = np.array(values, dtype=np.float32)
+        except (OverflowError, ValueError):
+            arr = None
+        if arr is not None and arr.ndim == 1 and not np.isinf(arr).any():
+            return arr.reshape(-1, 1)
+    expected = "a boolean" if kind == "boolean" else "a number"
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        if type(v) not in accepted:
+            problems.add(i + row_offset, name, expected, v)
+        elif _too_big(v):
+            problems.add(i + row_offset, name, f"{expected} within float32 range", v)
+    return np.empty((0, 1), dtype=np.float32)
+
+
+def feed_from_records(rows: Any, spec: InputSpec, where: str = "rows") -> dict[str, np.ndarray]:
+    """The block from ``[{column: value}, ...]``."""
+    if not isinstance(rows, list) or not rows:
+        raise ServeError(
+            "invalid_input",
+            f"{where}: expected a non-empty array of objects, got {describe(rows)}",
+            [{"field": where, "expected": "a non-empty array of objects", "got": describe(rows)}],
+        )
+    problems = Problems()
+    for i, row in enumerate(rows):
+        if type(row) is not dict:
+            problems.add(i, None, "an object", row)
+    problems.raise_if_any()
+    try:
+        num = [[r[n] for n in spec.num_names] for r in rows]
+        text = [[r[n] for n in spec.text_names] for r in rows]
+    except KeyError:
+        num = text = None
+    block = _fast_block(num, text, len(rows), len(spec.num_names)) if num is not None else None
+    if block is not None:
+        return block
+    return _slow_block({n: [r.get(n, MISSING) for r in rows] for n in spec.names}, spec)
+
+
+def _fast_block(num: Any, text: Any, n: int, k_num: int) -> dict[str, np.ndarray] | None:
+    """The block when every value has an accepted type (row-major lists); else None."""
+    if not set(map(type, chain.from_iterable(text))) <= _TEXT_OK:
+        return None
+    if not set(map(type, chain.from_iterable(num))) <= _NUMBER_OK:
+        return None
+    try:
+        with np.errstate(over="ignore"):
+            nums = np.array(num, dtype=np.float32).reshape(n, k_num)
+    except (OverflowError, ValueError):
+        return None
+    if np.isinf(nums).any():
+        return None
+    texts = np.empty((n, len(text[0]) if text else 0), dtype=object)
+    texts[...] = text if not any(None in r for r in text) else _blank_nones(text)
+    return {"num": nums, "text": texts}
+
+
+def fast_columns(
+    num: list[list[Any]], text: list[list[Any]], n: int
+) -> dict[str, np.ndarray] | None:
+    """The block from column-major lists when every value has an accepted type; else None."""
+    if not set(map(type, chain.from_iterable(text))) <= _TEXT_OK:
+        return None
+    if not set(map(type, chain.from_iterable(num))) <= _NUMBER_OK:
+        return None
+    try:
+        with np.errstate(over="ignore"):
+            nums = np.array(num, dtype=np.float32).reshape(len(num), n).T
+    except (OverflowError, ValueError):
+        return None
+    if np.isinf(nums).any():
+        return None
+    texts = np.empty((len(text), n), dtype=object)
+    texts[...] = text if not any(None in c for c in text) else _blank_nones(text)
+    return {"num": nums, "text": texts.T}
+
+
+def _blank_nones(text: list[list[Any]]) -> list[list[Any]]:
+    return [["" if v is None else v for v in r] for r in text]
+
+
+def _slow_block(columns: Mapping[str, list[Any]], spec: InputSpec) -> dict[str, np.ndarray]:
+    """The block column by column, reporting every bad value."""
+    problems = Problems()
+    built = {n: column(n, spec.kind_of(n), columns[n], problems) for n in spec.names}
+    problems.raise_if_any()
+    n = len(next(iter(columns.values())))
+    nums = [built[c] for c in spec.num_names]
+    texts = [built[c] for c in spec.text_names]
+    return {
+        "num": np.hstack(nums) if nums else np.zeros((n, 0), dtype=np.float32),
+        "text": np.hstack(texts) if texts else np.empty((n, 0), dtype=object),
+    }
+
+
+def block_from_columns(built: Mapping[str, np.ndarray], spec: InputSpec) -> dict[str, np.ndarray]:
+    """The block from per-column ``[n, 1]`` arrays already checked."""
+    n = len(next(iter(built.values())))
+    nums = [built[c] for c in spec.num_names]
+    texts = [built[c] for c in spec.text_names]
+    return {
+        "num": np.hstack(nums) if nums else np.zeros((n, 0), dtype=np.float32),
+        "text": np.hstack(texts) if texts else np.empty((n, 0), dtype=object),
+    }
+
+
+def feed_from_columns(
+    columns: Any, spec: InputSpec, where: str = "inputs"
+) -> dict[str, np.ndarray]:
+    """The block from ``{column: [value, ...]}``; every column as long as the first."""
+    if not isinstance(columns, Mapping) or not columns:
+        raise ServeError(
+            "invalid_input",
+            f"{where}: expected an object of columns, got {describe(columns)}",
+            [{"field": where, "expected": "an object of columns", "got": describe(columns)}],
+        )
+    return _feed_columns(columns, spec)
+
+
+def _feed_columns(columns: Mapping[str, Any], spec: InputSpec) -> dict[str, np.ndarray]:
+    problems = Problems()
+    n = None
+    for name, kind in zip(spec.names, spec.kinds, strict=True):
+        values = columns.get(name, MISSING)
+        if not isinstance(values, list):
+            problems.add(None, name, f"an array of {_expected(kind)} values", values)
+            continue
+        if n is None:
+            n = len(values)
+        if len(values) != n or not values:
+            problems.add(None, name, f"an array of {n or 'at least 1'} values", f"{len(values)}")
+    problems.raise_if_any()
+    assert n is not None
+    num = [columns[c] for c in spec.num_names]
+    text = [columns[c] for c in spec.text_names]
+    block = fast_columns(num, text, n)
+    return block if block is not None else _slow_block(columns, spec)
+
+
+def feed_from_split(split: Any, spec: InputSpec) -> dict[str, np.ndarray]:
+    """The block from pandas' ``split`` orientation: ``{"columns": [...], "data": [[...]]}``."""
+    where = "dataframe_split"
+    if not isinstance(split, Mapping):
+        raise ServeError("invalid_input", f"{where}: expected an object with columns and data")
+    names, data = split.get("columns"), split.get("data")
+    problems = Problems()
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+        problems.add(None, f"{where}.columns", "an array of column names", names)
+    if not isinstance(data, list) or not data:
+        problems.add(None, f"{where}.data", "a non-empty array of rows", data)
+    problems.raise_if_any()
+    assert isinstance(names, list) and isinstance(data, list)
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != len(names):
+            problems.add(i, None, f"an array of {len(names)} values", row)
+    problems.raise_if_any()
+    index = {c: j for j, c in enumerate(names)}
+    lacking = [c for c in spec.names if c not in index]
+    for c in lacking:
+        problems.add(None, c, f"a column named {c!r}", "missing")
+    problems.raise_if_any()
+    num_idx = [index[c] for c in spec.num_names]
+    text_idx = [index[c] for c in spec.text_names]
+    num = [[row[j] for j in num_idx] for row in data]
+    text = [[row[j] for j in text_idx] for row in data]
+    block = _fast_block(num, text, len(data), len(num_idx))
+    if block is not None:
+        return block
+    return _slow_block({c: [row[index[c]] for row in data] for c in spec.names}, spec)
+
+
+def n_rows(block: dict[str, np.ndarray]) -> int:
+    return len(block["num"])
+
+
+def _too_big(v: Any) -> bool:
+    try:
+        return abs(float(v)) > _F32_MAX
+    except OverflowError:
+        return True
+
+
+def _expected(kind: str) -> str:
+    return {"string": "a string", "boolean": "a boolean", "number": "a number"}[kind]

@@ -1,0 +1,240 @@
+"""The server's middlewares: each small, each ``(app, **options)``, composed in
+:func:`compose` and nowhere else.
+
+Order, outermost first: request id → metrics → errors → routing → auth → content type →
+body limit → the endpoint. Per-request facts travel in ``scope["keel"]``: ``request_id``,
+``model`` and ``version`` (set by the endpoint that answered), ``error_code``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from typing import Any
+
+from keel.serve._errors import ServeError
+from keel.serve._http import ClientDisconnected, dumps
+
+__all__ = ["compose"]
+
+log = logging.getLogger("keel.serve")
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+class RequestId:
+    """Echo a sane ``x-request-id`` or make one; put it in ``scope["keel"]`` and the answer."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        given = _header(scope, b"x-request-id")
+        rid = (
+            given
+            if given is not None and _REQUEST_ID.match(given)
+            else os.urandom(8).hex().encode()
+        )
+        scope["keel"] = {"request_id": rid.decode(), "t0": time.perf_counter()}
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class Metrics:
+    """Count every answer and time it, by model, version, endpoint and status."""
+
+    def __init__(self, app: Any, metrics: Any) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        status = [500]
+
+        async def send_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            state, m = scope["keel"], self.metrics
+            model, version = state.get("model", ""), str(state.get("version", ""))
+            route = scope.get("route")
+            endpoint = route.path if route is not None else "unmatched"
+            m.requests.labels(model, version, endpoint, str(status[0])).inc()
+            m.latency.labels(model, version, endpoint).observe(time.perf_counter() - state["t0"])
+            if "error_code" in state:
+                m.errors.labels(model, version, state["error_code"]).inc()
+
+
+class Errors:
+    """Turn any failure into a JSON error with a stable code; never a traceback or a path.
+    Unexpected exceptions are logged here, with the request id, and answered with 500."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = [False]
+
+        async def send_tracked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started[0] = True
+            await send(message)
+
+        state = scope["keel"]
+        try:
+            await self.app(scope, receive, send_tracked)
+            return
+        except ServeError as exc:
+            error = exc
+        except ClientDisconnected:
+            state["error_code"] = "client_disconnected"
+            return
+        except Exception:
+            log.exception("request %s failed", state["request_id"])
+            error = ServeError(
+                "internal",
+                "the server failed to answer this request; quote the request id when you report it",
+            )
+        state["error_code"] = error.code
+        if started[0]:
+            return  # too late to answer; the connection closes
+        flat = scope["path"].startswith("/v2")  # the Open Inference Protocol's error shape
+        body = dumps(error.body(state["request_id"], flat))
+        headers = [(b"content-type", b"application/json")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        if "ref" in state:
+            headers.append((b"keel-model-version", state["ref"].encode()))
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class Routing:
+    """Find the endpoint: ``scope["route"]`` and ``scope["path_params"]``; 404 or 405."""
+
+    def __init__(self, app: Any, router: Any) -> None:
+        self.app = app
+        self.router = router
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        route, params = self.router.match(scope["method"], scope["path"])
+        scope["route"], scope["path_params"] = route, params
+        await self.app(scope, receive, send)
+
+
+class Auth:
+    """With a key ring, every route but the public ones needs ``Authorization: Bearer KEY``
+    (401 without a known key) whose scopes allow the route (403 otherwise)."""
+
+    def __init__(self, app: Any, keys: Any) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        needed = scope["route"].scope
+        if self.keys is not None and needed is not None:
+            raw = _header(scope, b"authorization") or b""
+            kind, _, token = raw.decode("latin-1").partition(" ")
+            key = self.keys.check(token.strip()) if kind.lower() == "bearer" else None
+            if key is None:
+                raise ServeError(
+                    "unauthorized",
+                    "this route needs an API key: send Authorization: Bearer <key>",
+                    headers={"www-authenticate": 'Bearer realm="keel"'},
+                )
+            if not key.allows(needed):
+                raise ServeError("forbidden", f"this API key lacks the {needed!r} scope")
+            scope["keel"]["key"] = key.name
+        await self.app(scope, receive, send)
+
+
+class ContentType:
+    """Bodies must be JSON. The Open Inference Protocol routes also take a request with no
+    content type (as Triton's clients send) and the binary tensor extension."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["route"].body
+        if kind is not None:
+            raw = _header(scope, b"content-type")
+            media, *params = (raw or b"").decode("latin-1").lower().split(";")
+            media = media.strip()
+            charsets = [p.strip()[8:].strip('" ') for p in params if p.strip()[:8] == "charset="]
+            ok = media == "application/json" and all(c in ("utf-8", "utf8") for c in charsets)
+            if kind == "oip" and not ok:
+                binary = _header(scope, b"inference-header-content-length") is not None
+                ok = raw is None or (media == "application/octet-stream" and binary)
+            if not ok:
+                got = repr(media[:60]) if raw is not None else "none"
+                raise ServeError(
+                    "unsupported_media_type",
+                    f"content type {got} is not accepted; send JSON with "
+                    "Content-Type: application/json",
+                )
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse bodies over ``max_bytes`` (413): by Content-Length up front, and by counting
+    while the body streams in, so a lying or chunked client is stopped too."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> ServeError:
+        return ServeError(
+            "payload_too_large", f"the request body is over the limit of {self.max_bytes} bytes"
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            raise self._too_large()
+        seen = [0]
+
+        async def receive_limited() -> dict[str, Any]:
+            message = await receive()
+            seen[0] += len(message.get("body", b""))
+            if seen[0] > self.max_bytes:
+                raise self._too_large()
+            return message
+
+        await self.app(scope, receive_limited, send)
+
+
+async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The innermost app: call the matched endpoint and send what it returns."""
+    from keel.serve._http import Request
+
+    response = await scope["route"].handler(Request(scope, receive, scope["path_params"]))
+    await response(send)
+
+
+def compose(router: Any, metrics: Any, keys: Any, max_body_bytes: int) -> Any:
+    """The server's HTTP stack, outermost first."""
+    app: Any = BodyLimit(dispatch, max_bytes=max_body_bytes)
+    app = ContentType(app)
+    app = Auth(app, keys=keys)
+    app = Routing(app, router=router)
+    app = Errors(app)
+    app = Metrics(app, metrics=metrics)
+    return RequestId(app)

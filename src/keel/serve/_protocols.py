@@ -1,0 +1,262 @@
+"""The endpoints: keel's JSON, MLflow's scoring protocol, the Open Inference Protocol v2,
+health, metrics and admin. Each answer names the version that gave it, in the
+``keel-model-version`` header and in the body."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from keel.serve import _codec, _oip
+from keel.serve._errors import ServeError
+from keel.serve._http import Request, Response, dumps, json_response, parse_json
+
+VERSION_HEADER = "keel-model-version"
+
+
+# -- shared steps -----------------------------------------------------------------------
+
+
+def _slot(req: Request, name: str | None) -> Any:
+    slot = req.app.slots.get(name) if name is not None else req.app.default_slot()
+    if slot is None:
+        raise ServeError("model_not_found", f"no model is served as {str(name)[:100]!r}")
+    req.state["model"] = slot.route.name
+    return slot
+
+
+def _pick(req: Request, slot: Any, version: str | None = None) -> Any:
+    dep = slot.pick() if version is None else slot.pick_version(version)
+    req.state["version"] = dep.version
+    req.state["ref"] = dep.ref
+    return dep
+
+
+def _check_rows(req: Request, n: int) -> None:
+    limit = req.app.config.max_request_rows
+    if n > limit:
+        raise ServeError("too_many_rows", f"{n} rows in one request; the limit is {limit}")
+
+
+async def _run(req: Request, dep: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    n = _codec.n_rows(feed)
+    _check_rows(req, n)
+    state = req.state
+    return await dep.batcher.submit(feed, n, (state["request_id"], time.time(), state["t0"]))
+
+
+def _answer(dep: Any, body: dict[str, Any]) -> Response:
+    return json_response(body, headers={VERSION_HEADER: dep.ref})
+
+
+# -- keel JSON --------------------------------------------------------------------------
+
+
+async def predict(req: Request) -> Response:
+    slot = _slot(req, req.params["name"])
+    with slot.arrivals:
+        body = await req.json()
+    rows = body.get("rows") if isinstance(body, dict) else None
+    if isinstance(rows, list):
+        _check_rows(req, len(rows))
+    dep = _pick(req, slot)
+    feed = _codec.feed_from_records(rows, dep.spec, "rows")
+    out = await _run(req, dep, feed)
+    return _answer(
+        dep,
+        {
+            "model": slot.route.name,
+            "version": dep.version,
+            "request_id": req.state["request_id"],
+            "predictions": dep.outputs_of(out, 0, _codec.n_rows(feed)),
+        },
+    )
+
+
+async def list_models(req: Request) -> Response:
+    models = []
+    for name, slot in req.app.slots.items():
+        live = slot.live
+        models.append(
+            {
+                "name": name,
+                "serves": slot.route.ref,
+                "version": live.version if live else None,
+                "ready": live is not None,
+            }
+        )
+    return json_response({"models": models})
+
+
+# -- MLflow scoring ---------------------------------------------------------------------
+
+_MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
+
+
+async def invocations(req: Request) -> Response:
+    slot = _slot(req, req.query.get("model"))
+    with slot.arrivals:
+        body = await req.json()
+    given = [k for k in _MLFLOW_FORMATS if isinstance(body, dict) and k in body]
+    if len(given) != 1:
+        raise ServeError(
+            "invalid_input",
+            f"expected exactly one of {', '.join(_MLFLOW_FORMATS)} in the body, got "
+            f"{', '.join(given) or 'none'}",
+        )
+    key = given[0]
+    payload = body[key]
+    if isinstance(payload, list):
+        _check_rows(req, len(payload))
+    dep = _pick(req, slot)
+    if key == "dataframe_split":
+        feed = _codec.feed_from_split(payload, dep.spec)
+    elif isinstance(payload, dict):
+        feed = _codec.feed_from_columns(payload, dep.spec, key)
+    else:
+        feed = _codec.feed_from_records(payload, dep.spec, key)
+    out = await _run(req, dep, feed)
+    if dep.task == "regression":
+        answer = {"predictions": out["variable"][:, 0]}
+    else:
+        answer = {"predictions": out["label"].tolist(), "probabilities": out["probabilities"]}
+    answer.update(model=slot.route.name, version=dep.version)
+    return _answer(dep, answer)
+
+
+# -- Open Inference Protocol v2 ---------------------------------------------------------
+
+
+async def v2_infer(req: Request) -> Response:
+    slot = _slot(req, req.params["name"])
+    with slot.arrivals:
+        body = await req.body()
+    head, binary = _oip.split_binary(body, req.headers.get("inference-header-content-length"))
+    request = parse_json(head)
+    if not isinstance(request, dict):
+        raise ServeError("invalid_input", "expected a JSON object with inputs")
+    dep = _pick(req, slot, req.params.get("version"))
+    out = await _run(req, dep, _oip.decode_inputs(request, dep.spec, binary))
+    tensors, chunks = _oip.encode_outputs(out, request, dep.classes)
+    answer: dict[str, Any] = {
+        "model_name": slot.route.name,
+        "model_version": str(dep.version),
+        "outputs": tensors,
+    }
+    rid = request.get("id")
+    answer["id"] = rid if isinstance(rid, str) else req.state["request_id"]
+    if not chunks:
+        return _answer(dep, answer)
+    head = dumps(answer)
+    return Response(
+        head + b"".join(chunks),
+        headers=[
+            (b"inference-header-content-length", str(len(head)).encode()),
+            (VERSION_HEADER.encode(), dep.ref.encode()),
+        ],
+        media_type=b"application/octet-stream",
+    )
+
+
+async def v2_metadata(req: Request) -> Response:
+    slot = _slot(req, req.params["name"])
+    dep = _pick(req, slot, req.params.get("version"))
+    inputs = [
+        {"name": n, "datatype": "BYTES" if k == "string" else "FP32", "shape": [-1, 1]}
+        for n, k in zip(dep.spec.names, dep.spec.kinds, strict=True)
+    ]
+    if dep.task == "regression":
+        outputs = [{"name": "variable", "datatype": "FP32", "shape": [-1, 1]}]
+    else:
+        outputs = [
+            {
+                "name": "label",
+                "datatype": _oip.output_datatype("label", dep.classes),
+                "shape": [-1],
+            },
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(dep.classes)]},
+        ]
+        outputs[0]["shape"] = [-1]
+    meta = {
+        "name": slot.route.name,
+        "versions": [str(dep.version)],
+        "platform": "onnxruntime_onnx",
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": {"task": dep.task, "classes": dep.classes, "model": dep.ref},
+    }
+    return _answer(dep, meta)
+
+
+async def v2_model_ready(req: Request) -> Response:
+    slot = _slot(req, req.params["name"])
+    dep = _pick(req, slot, req.params.get("version"))
+    return _answer(dep, {"name": slot.route.name, "ready": True})
+
+
+async def v2_server(req: Request) -> Response:
+    from importlib.metadata import version
+
+    return json_response(
+        {"name": "keel", "version": version("keel"), "extensions": ["binary_tensor_data"]}
+    )
+
+
+async def v2_live(req: Request) -> Response:
+    return json_response({"live": True})
+
+
+async def v2_ready(req: Request) -> Response:
+    _require_ready(req)
+    return json_response({"ready": True})
+
+
+# -- health, metrics, docs, admin -------------------------------------------------------
+
+
+async def healthz(req: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+def _require_ready(req: Request) -> dict[str, str]:
+    models = {n: s.live.ref if s.live else None for n, s in req.app.slots.items()}
+    waiting = [n for n, ref in models.items() if ref is None]
+    if waiting:
+        raise ServeError(
+            "not_ready",
+            f"not ready: {len(waiting)} model(s) not loaded",
+            [
+                {
+                    "field": n,
+                    "expected": "loaded",
+                    "got": "failed" if req.app.slots[n].failure else "loading",
+                }
+                for n in waiting
+            ],
+        )
+    return models  # type: ignore[return-value]
+
+
+async def readyz(req: Request) -> Response:
+    return json_response({"status": "ready", "models": _require_ready(req)})
+
+
+async def metrics(req: Request) -> Response:
+    text, media = req.app.metrics.render()
+    return Response(text, media_type=media.encode())
+
+
+async def openapi(req: Request) -> Response:
+    from keel.serve._openapi import openapi_document
+
+    return json_response(openapi_document(req.app))
+
+
+async def admin_reload(req: Request) -> Response:
+    name = req.query.get("model")
+    if name is not None:
+        _slot(req, name)
+    results = await req.app.reload(name)
+    return json_response({"reloaded": results})

@@ -1,0 +1,160 @@
+"""The route table: every endpoint once, with its auth scope, body kind and OpenAPI text.
+The handlers of the three inference protocols live in :mod:`keel.serve._protocols`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from keel.serve import _protocols as p
+from keel.serve._errors import ServeError
+from keel.serve._http import Request, Response
+
+__all__ = ["ENDPOINTS", "Endpoint", "Router"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route. ``scope``: the API key scope it needs (None: public). ``body``: None (no
+    body), ``json`` (application/json) or ``oip`` (JSON, no content type, or binary
+    tensors). ``request``/``response``: OpenAPI component names."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    scope: str | None = "predict"
+    body: str | None = None
+    request: str | None = None
+    response: str | None = None
+
+
+E = Endpoint
+ENDPOINTS: tuple[Endpoint, ...] = (
+    E("GET", "/healthz", p.healthz, "The process is alive.", "health", scope=None),
+    E("GET", "/readyz", p.readyz, "Every routed model is loaded and warm.", "health", scope=None),
+    E("GET", "/metrics", p.metrics, "Prometheus metrics.", "health", scope=None),
+    E("GET", "/openapi.json", p.openapi, "This document.", "health"),
+    E("GET", "/models", p.list_models, "The routed models and the versions answering.", "keel"),
+    E(
+        "POST",
+        "/models/{name}/predict",
+        p.predict,
+        "Predict rows: {rows: [{column: value}]}.",
+        "keel",
+        body="json",
+        request="PredictRequest",
+        response="PredictResponse",
+    ),
+    E(
+        "POST",
+        "/invocations",
+        p.invocations,
+        "MLflow scoring: dataframe_split, dataframe_records or inputs; ?model=NAME.",
+        "mlflow",
+        body="json",
+        request="InvocationsRequest",
+        response="InvocationsResponse",
+    ),
+    E("GET", "/v2", p.v2_server, "Server metadata (Open Inference Protocol v2).", "v2"),
+    E("GET", "/v2/health/live", p.v2_live, "Liveness.", "v2", scope=None),
+    E("GET", "/v2/health/ready", p.v2_ready, "Readiness.", "v2", scope=None),
+    E("GET", "/v2/models/{name}", p.v2_metadata, "Model metadata.", "v2", response="V2Meta"),
+    E(
+        "GET",
+        "/v2/models/{name}/versions/{version}",
+        p.v2_metadata,
+        "Model version metadata.",
+        "v2",
+        response="V2Meta",
+    ),
+    E("GET", "/v2/models/{name}/ready", p.v2_model_ready, "Model readiness.", "v2"),
+    E(
+        "GET",
+        "/v2/models/{name}/versions/{version}/ready",
+        p.v2_model_ready,
+        "Model version readiness.",
+        "v2",
+    ),
+    E(
+        "POST",
+        "/v2/models/{name}/infer",
+        p.v2_infer,
+        "Inference with typed tensors (BYTES for text, FP32 for numbers).",
+        "v2",
+        body="oip",
+        request="V2InferRequest",
+        response="V2InferResponse",
+    ),
+    E(
+        "POST",
+        "/v2/models/{name}/versions/{version}/infer",
+        p.v2_infer,
+        "Inference on a given version.",
+        "v2",
+        body="oip",
+        request="V2InferRequest",
+        response="V2InferResponse",
+    ),
+    E(
+        "POST",
+        "/admin/reload",
+        p.admin_reload,
+        "Re-resolve aliases and swap in new versions (?model=NAME for one).",
+        "admin",
+        scope="admin",
+    ),
+)
+
+
+class Router:
+    """Match a method and a path to an endpoint and its path parameters."""
+
+    def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
+        self.endpoints = endpoints
+        self._static: dict[str, dict[str, Endpoint]] = {}
+        self._dynamic: list[tuple[re.Pattern[str], dict[str, Endpoint]]] = []
+        patterns: dict[str, dict[str, Endpoint]] = {}
+        for e in endpoints:
+            if "{" in e.path:
+                patterns.setdefault(e.path, {})[e.method] = e
+            else:
+                self._static.setdefault(e.path, {})[e.method] = e
+        for path, by_method in patterns.items():
+            regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
+            self._dynamic.append((re.compile(f"^{regex}$"), by_method))
+
+    def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
+        by_method, params = self._static.get(path), {}
+        if by_method is None:
+            for regex, candidates in self._dynamic:
+                m = regex.match(path)
+                if m is not None:
+                    by_method, params = candidates, m.groupdict()
+                    break
+        if by_method is None:
+            raise ServeError(
+                "not_found", "there is no such route; GET openapi.json lists the routes"
+            )
+        endpoint = by_method.get(method)
+        if endpoint is None:
+            allowed = ", ".join(sorted(by_method))
+            raise ServeError(
+                "method_not_allowed",
+                f"method {method[:10]} is not allowed here; allowed: {allowed}",
+                headers={"allow": allowed},
+            )
+        return endpoint, params
+
+
+def route_table() -> list[dict[str, Any]]:
+    """The routes as plain data (for docs and the CLI)."""
+    return [
+        {"method": e.method, "path": e.path, "scope": e.scope, "summary": e.summary}
+        for e in ENDPOINTS
+    ]

@@ -1,0 +1,171 @@
+"""Run the model server: :func:`serve` (blocking, for the CLI) and :func:`start` (a server
+in a background thread, for notebooks and tests). One process, uvicorn with uvloop and
+httptools where installed."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from typing import Any
+
+from keel.errors import InvalidInput, KeelError
+from keel.serve._app import KeelApp, create_app
+
+__all__ = ["RunningServer", "is_loopback", "serve", "start"]
+
+log = logging.getLogger("keel.serve")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_bind(host: str, app: KeelApp) -> None:
+    if not is_loopback(host) and app.keys is None:
+        raise InvalidInput(
+            f"serve: refusing to listen on {host!r} without API keys, since anyone who can "
+            "reach it could call the models; give keys (keel serve --keys FILE) or listen on "
+            "127.0.0.1"
+        )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+    except OSError as exc:
+        raise InvalidInput(f"serve: cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _uvicorn(app: KeelApp, log_level: str, access_log: bool) -> Any:
+    import importlib.util
+
+    import uvicorn
+
+    has = importlib.util.find_spec
+    config = uvicorn.Config(
+        app,
+        loop="uvloop" if has("uvloop") else "asyncio",
+        http="httptools" if has("httptools") else "h11",
+        lifespan="on",
+        log_config=None,
+        log_level=log_level,
+        access_log=access_log,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config)
+
+
+class RunningServer:
+    """A server running in a background thread: ``url``, ``app``, :meth:`reload`,
+    :meth:`stop` (also on leaving a ``with`` block)."""
+
+    def __init__(self, app: KeelApp, server: Any, thread: threading.Thread, host: str, port: int):
+        self.app, self.host, self.port = app, host, port
+        self._server, self._thread = server, thread
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def reload(self, name: str | None = None, timeout: float = 300) -> list[dict[str, Any]]:
+        return self.app.reload_threadsafe(name, timeout)
+
+    def stop(self, timeout: float = 15) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _failures(app: KeelApp) -> str:
+    return "; ".join(
+        f"{name}: {slot.failure or 'not loaded'}"
+        for name, slot in app.slots.items()
+        if slot.live is None
+    )
+
+
+def start(
+    project_or_store: Any,
+    routes: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    keys: Any = None,
+    sink: Any = None,
+    log_level: str = "warning",
+    access_log: bool = False,
+    ready_timeout: float = 300,
+    **settings: Any,
+) -> RunningServer:
+    """Serve in a background thread; returns once every route is loaded (port 0: any free
+    port, see ``.url``). Raises if a model fails to load, naming it and why."""
+    app = create_app(project_or_store, routes, keys=keys, sink=sink, **settings)
+    _check_bind(host, app)
+    sock = _bind(host, port)
+    server = _uvicorn(app, log_level, access_log)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="keel-serve", daemon=True
+    )
+    thread.start()
+    running = RunningServer(app, server, thread, host, sock.getsockname()[1])
+    if not app.started.wait(ready_timeout) or not app.ready:
+        running.stop()
+        sock.close()
+        raise KeelError(f"serve: the models did not load: {_failures(app) or 'timed out'}")
+    return running
+
+
+def serve(
+    project_or_store: Any,
+    routes: Any,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    keys: Any = None,
+    sink: Any = None,
+    log_level: str = "info",
+    access_log: bool = False,
+    **settings: Any,
+) -> None:
+    """Serve ``routes`` until interrupted (Ctrl-C or SIGTERM: in-flight requests finish,
+    then uvicorn re-raises the signal, so the process ends as signalled). Refuses a
+    non-loopback ``host`` without ``keys``; stops, naming the model and why, if one fails
+    to load."""
+    app = create_app(project_or_store, routes, keys=keys, sink=sink, **settings)
+    _check_bind(host, app)
+    if not logging.getLogger().handlers:  # a bare process: show the server's log on stderr
+        logging.basicConfig(
+            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    sock = _bind(host, port)
+    server = _uvicorn(app, log_level, access_log)
+
+    def stop_if_load_failed() -> None:
+        app.started.wait()
+        if not app.ready:
+            server.should_exit = True
+
+    threading.Thread(target=stop_if_load_failed, daemon=True).start()
+    log.info("keel serve: listening on %s:%s", host, sock.getsockname()[1])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if app.started.is_set() and not app.ready:
+        raise KeelError(f"serve: the models did not load: {_failures(app)}")

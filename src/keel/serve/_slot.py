@@ -1,0 +1,213 @@
+"""Routes, loaded model versions (deployments) and the slots that hold them.
+
+A *Route* names what a URL serves: a registered model by alias (``production`` by
+default) or a pinned version. A *Slot* holds the deployment answering a route now; a swap
+is one reference assignment, so a request sees the old version or the new one, never a
+mix. (The slot is where weighted versions for canary and shadow traffic will live.)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from keel.errors import InvalidInput
+from keel.serve._batch import Arrivals, MicroBatcher, Pending
+from keel.serve._codec import InputSpec
+from keel.serve._errors import ServeError
+
+__all__ = ["Deployment", "Route", "Slot", "load_deployment"]
+
+_ROUTE = re.compile(r"^(?:(?P<route>[A-Za-z0-9][A-Za-z0-9_.\-]*)=)?(?P<ref>.+)$")
+
+
+@dataclass(frozen=True)
+class Route:
+    """``name`` in URLs serves registered ``model`` by ``alias``, or pinned ``version``."""
+
+    name: str
+    model: str
+    alias: str | None = "production"
+    version: int | None = None
+
+    @classmethod
+    def parse(cls, text: str, default_alias: str = "production") -> Route:
+        """``lgb`` (by the default alias), ``lgb@candidate``, ``lgb/3`` (pinned), or
+        ``NAME=REF`` to serve REF under another URL name."""
+        from keel.registry import check_name, parse_ref
+
+        m = _ROUTE.match(text.strip()) if isinstance(text, str) else None
+        if m is None:
+            raise InvalidInput(f"route: expected MODEL, MODEL@ALIAS, MODEL/VERSION, got {text!r}")
+        model, version, alias = parse_ref(m["ref"])
+        name = check_name(m["route"] or model, "route name")
+        if version is not None:
+            return cls(name, model, None, version)
+        return cls(name, model, alias or default_alias)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}/{self.version}" if self.version else f"{self.model}@{self.alias}"
+
+
+class Deployment:
+    """One model version, loaded and warmed: an ONNX Runtime session behind a batcher."""
+
+    def __init__(self, mv: Any, session: Any, spec: InputSpec) -> None:
+        self.model = mv.name
+        self.version = int(mv.version)
+        self.ref = mv.ref
+        self.task = mv.task
+        self.classes = mv.output_schema.get("classes")
+        self.input_schema = mv.input_schema
+        self.spec = spec
+        self.session = session
+        self.output_names = [o.name for o in session.get_outputs()]
+        self.batcher: MicroBatcher | None = None
+        self.run_seconds: tuple[float, float] = (0.0, 0.0)  # fixed cost, cost per row
+        self._executor: ThreadPoolExecutor | None = None
+
+    def run(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's outputs for a block of rows (see :class:`InputSpec`)."""
+        outputs = self.session.run(None, self.spec.graph_feed(block))
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def start(self, options: Any, on_batch: Any, arrivals: Arrivals | None = None) -> None:
+        """Start the batcher (in the running event loop)."""
+        inline_rows = 0
+        if options.run_in_thread:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"keel-{self.model}")
+            inline_rows = self.rows_within(options.inline_run_us / 1e6)
+        self.batcher = MicroBatcher(
+            self.run,
+            max_rows=options.max_batch_rows,
+            max_wait_s=options.max_wait_ms / 1000.0,
+            executor=self._executor,
+            on_batch=on_batch,
+            arrivals=arrivals,
+            inline_rows=inline_rows,
+        )
+        self.batcher.start()
+
+    def measure(self, repeats: int = 5) -> None:
+        """Warm the session and fit run time ≈ fixed + per_row × rows from 1 and 64 rows."""
+        times = {}
+        for n in (1, 64):
+            block = self.spec.dummy_block(n)
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                self.run(block)
+                best = min(best, time.perf_counter() - t0)
+            times[n] = best
+        per_row = max(times[64] - times[1], 0.0) / 63
+        self.run_seconds = (max(times[1] - per_row, 0.0), per_row)
+
+    def rows_within(self, seconds: float) -> int:
+        """How many rows a run handles within ``seconds`` (0 if not even one)."""
+        fixed, per_row = self.run_seconds
+        if fixed + per_row > seconds:
+            return 0
+        return int((seconds - fixed) / per_row) if per_row > 0 else 1 << 30
+
+    async def retire(self) -> None:
+        """Answer what is queued, then free the session's thread."""
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+    def rows_of(self, item: Pending) -> list[dict[str, Any]]:
+        """A request's input rows back from its block (missing values as None)."""
+        return self.spec.rows(item.feed)
+
+    def outputs_of(self, outputs: dict[str, np.ndarray], start: int, end: int) -> list[Any]:
+        """Plain per-row outputs: ``{"label", "probabilities": {class: p}}`` or
+        ``{"prediction"}``."""
+        if self.task == "regression":
+            return [{"prediction": v} for v in outputs["variable"][start:end, 0].tolist()]
+        classes = [str(c) for c in self.classes]
+        labels = outputs["label"][start:end].tolist()
+        probs = outputs["probabilities"][start:end].tolist()
+        return [
+            {"label": lab, "probabilities": dict(zip(classes, p, strict=True))}
+            for lab, p in zip(labels, probs, strict=True)
+        ]
+
+
+class Slot:
+    """What answers one route now. ``live`` is swapped whole; readers never lock."""
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.live: Deployment | None = None
+        self.failure: str | None = None  # why the last load failed, for the operator
+        self.loaded_at: float | None = None
+        self.arrivals = Arrivals()  # shared by the versions this slot serves in turn
+
+    def pick(self) -> Deployment:
+        live = self.live
+        if live is None:
+            raise ServeError("not_ready", f"model {self.route.name!r} is not loaded yet")
+        return live
+
+    def pick_version(self, version: str) -> Deployment:
+        live = self.pick()
+        if version != str(live.version):
+            raise ServeError(
+                "model_not_found",
+                f"model {self.route.name!r} does not serve version {version[:20]!r}; "
+                f"it serves version {live.version}",
+            )
+        return live
+
+    def swap(self, new: Deployment) -> Deployment | None:
+        old, self.live = self.live, new
+        self.failure, self.loaded_at = None, time.time()
+        return old
+
+
+def load_deployment(store: Any, ref: str, options: Any) -> Deployment:
+    """Resolve ``ref``, fetch its exported graph (exporting it first when the version has
+    none yet), open an ONNX Runtime session and warm it. Blocking: run it in a thread."""
+    import onnxruntime as ort
+
+    from keel import registry
+
+    mv = registry.get_version(store, ref)
+    graph = _graph_of(store, mv, options)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = options.threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+    spec = InputSpec.from_schema(mv.input_schema)
+    got = {i.name: i.type for i in session.get_inputs()}
+    want = {
+        n: "tensor(string)" if k == "string" else "tensor(float)"
+        for n, k in zip(spec.names, spec.kinds, strict=True)
+    }
+    if got != want:
+        raise InvalidInput(f"model {mv.ref}: its ONNX graph's inputs do not match its schema")
+    deployment = Deployment(mv, session, spec)
+    deployment.measure()
+    return deployment
+
+
+def _graph_of(store: Any, mv: Any, options: Any) -> bytes:
+    from keel import registry
+    from keel.export import export, load_export
+
+    if "export.onnx" in mv.tags:
+        return load_export(store, mv.ref)[0]
+    if mv.flavor == "onnx":
+        return registry.load(store, mv.ref).onnx_bytes
+    if not options.export_missing:
+        raise InvalidInput(f"model {mv.ref} has not been exported; run: keel export {mv.ref}")
+    export(store, mv.ref)
+    return load_export(store, mv.ref)[0]
