@@ -5,12 +5,14 @@ each is served from its exported ONNX graph by ONNX Runtime, with concurrent req
 merged into one session run. Protocols: the Open Inference Protocol v2 (KServe, Triton),
 keel's JSON (``POST /models/NAME/predict``) and MLflow's scoring (``POST /invocations``);
 plus health, readiness, Prometheus metrics, OpenAPI, API keys with scopes, and atomic
-reloads that keep the old version serving when the new one fails to load.
+reloads that keep the old version serving when the new one fails to load. A route may be a
+:class:`Release`: several versions by weight (canary), sticky per key, with a shadow.
 
 ::
 
     from keel.serve import serve
     serve(".", ["adult"], port=8080)          # adult@production on 127.0.0.1:8080
+    serve(".", [Release("adult", {"production": 90, "candidate": 10}, shadow="challenger")])
 """
 
 from keel.serve._app import KeelApp, ServeConfig, create_app
@@ -18,6 +20,7 @@ from keel.serve._auth import SCOPES, ApiKey, KeyRing
 from keel.serve._errors import STATUS, ServeError
 from keel.serve._labels import ingest_labels, joined, read_labels
 from keel.serve._predlog import PredictionLog, read_predictions
+from keel.serve._release import Release, comparison
 from keel.serve._routes import route_table
 from keel.serve._server import RunningServer, is_loopback, serve, start
 from keel.serve._slot import Route
@@ -32,10 +35,12 @@ __all__ = [
     "MemorySink",
     "PredictionLog",
     "PredictionSink",
+    "Release",
     "Route",
     "RunningServer",
     "ServeConfig",
     "ServeError",
+    "comparison",
     "create_app",
     "ingest_labels",
     "is_loopback",

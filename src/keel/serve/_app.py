@@ -15,6 +15,7 @@ from typing import Any
 from keel.errors import InvalidInput, KeelError
 from keel.serve._metrics import ServerMetrics
 from keel.serve._middleware import compose
+from keel.serve._release import Release, ReleaseSlot
 from keel.serve._routes import ENDPOINTS, Router
 from keel.serve._slot import Deployment, Route, Slot, load_deployment
 
@@ -71,7 +72,7 @@ class KeelApp:
     def __init__(
         self,
         store: Any,
-        routes: list[str | Route],
+        routes: list[str | Route | Release],
         *,
         config: ServeConfig | None = None,
         keys: Any = None,
@@ -79,7 +80,13 @@ class KeelApp:
     ) -> None:
         self.store = store
         self.config = config or ServeConfig()
-        parsed = [r if isinstance(r, Route) else Route.parse(r, self.config.alias) for r in routes]
+        parsed = [
+            r if isinstance(r, Route | Release) else Route.parse(r, self.config.alias)
+            for r in routes
+        ]
+        for r in parsed:
+            if isinstance(r, Release):
+                r.check()
         if not parsed:
             raise InvalidInput("serve: give at least one model to serve, e.g. adult@production")
         names = [r.name for r in parsed]
@@ -88,7 +95,12 @@ class KeelApp:
             raise InvalidInput(f"serve: route name(s) {', '.join(twice)} given twice; use NAME=REF")
         if keys is not None and not len(keys):
             raise InvalidInput("serve: auth is on but the key ring is empty; add a key")
-        self.slots = {r.name: Slot(r) for r in parsed}
+        for r in parsed:
+            if isinstance(r, Release):
+                r.resolve(store)
+        self.slots: dict[str, Slot | ReleaseSlot] = {
+            r.name: ReleaseSlot(r) if isinstance(r, Release) else Slot(r) for r in parsed
+        }
         self.keys = keys
         self.sink = sink
         self.metrics = ServerMetrics()
@@ -139,9 +151,10 @@ class KeelApp:
     async def _stop(self) -> None:
         for task in list(self._background):
             task.cancel()
-        for slot in self.slots.values():
-            if slot.live is not None:
-                await slot.live.retire()
+        for top in self.slots.values():
+            for slot in top.leaves():
+                if slot.live is not None:
+                    await slot.live.retire()
         if self.sink is not None:
             try:
                 self.sink.close()
@@ -159,7 +172,8 @@ class KeelApp:
         """Re-resolve each route (or route ``name``): a version that moved is loaded, warmed
         and swapped in at once; if it fails to load the current one keeps serving. Each
         outcome is recorded as a ``serve.reload`` / ``serve.reload_failed`` event."""
-        slots = [self.slots[name]] if name is not None else list(self.slots.values())
+        tops = [self.slots[name]] if name is not None else list(self.slots.values())
+        slots = [leaf for top in tops for leaf in top.leaves()]
         return list(await asyncio.gather(*(self._reload_slot(s) for s in slots)))
 
     def reload_threadsafe(self, name: str | None = None, timeout: float = 300) -> list[dict]:
@@ -170,9 +184,12 @@ class KeelApp:
 
     async def _reload_slot(self, slot: Slot) -> dict[str, Any]:
         name = slot.route.name
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        lock_key = name if slot.variant is None else f"{name}\0{slot.variant}"
+        async with self._locks.setdefault(lock_key, asyncio.Lock()):
             old = slot.live
             result: dict[str, Any] = {"model": name, "from": old.version if old else None}
+            if slot.variant is not None:
+                result["variant"] = slot.variant
             try:
                 dep = await asyncio.to_thread(self._load_if_moved, slot)
             except Exception as exc:
@@ -187,13 +204,17 @@ class KeelApp:
             dep.start(self.config, self._on_batch(name, dep), slot.arrivals)
             slot.swap(dep)
             self.metrics.loaded.labels(name, str(dep.version)).set(1)
-            if old is not None:
+            if old is not None and not self._still_served(name, old.version):
                 self.metrics.loaded.labels(name, str(old.version)).set(0)
                 self._spawn(old.retire())
             self.metrics.reloads.labels(name, "swapped").inc()
             await self._event("serve.reload", slot, old, dep, None, None)
             log.info("serve: route %r now serves %s", name, dep.ref)
             return {**result, "ok": True, "changed": True, "to": dep.version}
+
+    def _still_served(self, name: str, version: int) -> bool:
+        leaves = self.slots[name].leaves()
+        return any(s.live is not None and s.live.version == version for s in leaves)
 
     def _load_if_moved(self, slot: Slot) -> Deployment | None:
         from keel import registry
@@ -224,6 +245,51 @@ class KeelApp:
             await asyncio.to_thread(write)
         except Exception:
             log.exception("serve: recording the %s event failed", kind)
+
+    # -- shadow traffic --------------------------------------------------------------
+
+    def shadow_copy(self, top: Any, feed: dict[str, Any], n: int, meta: Any) -> None:
+        """Send a copy of an answered request to ``top``'s shadow, in the background; what
+        becomes of it never reaches the caller (failures are counted and logged)."""
+        shadow = getattr(top, "shadow", None)
+        if shadow is None:
+            return
+        try:
+            counts = top.shadow_counts
+            if top.shadow_in_flight >= top.release.max_shadow_in_flight:
+                counts["dropped"] += 1
+                self.metrics.shadow.labels(top.release.name, "", "dropped").inc()
+                return
+            counts["sent"] += 1
+            top.shadow_in_flight += 1
+            self._spawn(self._shadow_run(top, shadow, feed, n, meta))
+        except Exception:  # pragma: no cover - never let the shadow reach the caller
+            log.exception("serve: sending a shadow copy failed")
+
+    async def _shadow_run(self, top: Any, shadow: Slot, feed: Any, n: int, meta: Any) -> None:
+        name, version, outcome = top.release.name, "", "ok"
+        try:
+            await asyncio.sleep(0)  # let the caller's answer go first
+            dep = shadow.pick()
+            version = str(dep.version)
+            assert dep.batcher is not None
+            await asyncio.wait_for(
+                dep.batcher.submit(feed, n, meta), timeout=top.release.shadow_timeout_s
+            )
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except TimeoutError:
+            outcome = "timeout"
+            log.warning("serve: the shadow of %r (%s) timed out", name, shadow.route.ref)
+        except Exception as exc:
+            outcome = "error"
+            log.warning("serve: the shadow of %r (%s) failed: %s", name, shadow.route.ref, exc)
+        finally:
+            top.shadow_in_flight -= 1
+            key = "ok" if outcome == "ok" else "failed"
+            top.shadow_counts[key] += 1
+            self.metrics.shadow.labels(name, version, outcome).inc()
 
     # -- after each batch ------------------------------------------------------------
 
@@ -287,7 +353,7 @@ def store_of(project_or_store: Any) -> Any:
 
 def create_app(
     project_or_store: Any,
-    routes: list[str | Route] | str,
+    routes: list[str | Route | Release] | str | Release,
     *,
     keys: Any = None,
     sink: Any = None,
@@ -295,11 +361,12 @@ def create_app(
     **settings: Any,
 ) -> KeelApp:
     """The ASGI app serving ``routes`` (``"adult"``, ``"adult@candidate"``, ``"adult/3"``,
-    ``"name=adult@candidate"``) from a project or store. ``settings`` override fields of
+    ``"name=adult@candidate"``, or a :class:`Release` serving several versions by
+    weight) from a project or store. ``settings`` override fields of
     :class:`ServeConfig` (e.g. ``max_batch_rows=64``)."""
     unknown = set(settings) - {f.name for f in dataclasses.fields(ServeConfig)}
     if unknown:
         raise InvalidInput(f"serve: unknown setting(s) {', '.join(sorted(unknown))}")
     cfg = dataclasses.replace(config or ServeConfig(), **settings)
-    routes = [routes] if isinstance(routes, str | Route) else list(routes)
+    routes = [routes] if isinstance(routes, str | Route | Release) else list(routes)
     return KeelApp(store_of(project_or_store), routes, config=cfg, keys=keys, sink=sink)

@@ -59,6 +59,19 @@ class ServerMetrics:
             "keel_reloads", "Reloads by model and outcome.", ["model", "outcome"], registry=reg
         )
 
+        self.variant_requests = Counter(
+            "keel_release_requests",
+            "Requests routed by a release, by model, variant and version.",
+            ["model", "variant", "version"],
+            registry=reg,
+        )
+        self.shadow = Counter(
+            "keel_shadow_requests",
+            "Shadow copies by model, version and outcome (ok, error, timeout, dropped).",
+            ["model", "version", "outcome"],
+            registry=reg,
+        )
+
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 

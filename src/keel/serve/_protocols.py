@@ -27,8 +27,16 @@ def _slot(req: Request, name: str | None) -> Any:
     return slot
 
 
-def _pick(req: Request, slot: Any, version: str | None = None) -> Any:
-    dep = slot.pick() if version is None else slot.pick_version(version)
+def _pick(req: Request, slot: Any, version: str | None = None, key: Any = None) -> Any:
+    release = getattr(slot, "release", None)
+    if release is None:
+        dep = slot.pick() if version is None else slot.pick_version(version)
+    else:
+        sticky = req.headers.get(slot.sticky_header)
+        if sticky is None and isinstance(key, str | int) and not isinstance(key, bool):
+            sticky = str(key)
+        dep = slot.pick(sticky) if version is None else slot.pick_version(version)
+        req.state["release"] = slot
     req.state["version"] = dep.version
     req.state["ref"] = dep.ref
     return dep
@@ -44,7 +52,18 @@ async def _run(req: Request, dep: Any, feed: dict[str, np.ndarray]) -> dict[str,
     n = _codec.n_rows(feed)
     _check_rows(req, n)
     state = req.state
-    return await dep.batcher.submit(feed, n, (state["request_id"], time.time(), state["t0"]))
+    meta = (state["request_id"], time.time(), state["t0"])
+    out = await dep.batcher.submit(feed, n, meta)
+    release = state.get("release")
+    if release is not None:
+        variant = release.variant_of(dep) or ""
+        release.counts[variant] = release.counts.get(variant, 0) + 1
+        req.app.metrics.variant_requests.labels(
+            release.release.name, variant, str(dep.version)
+        ).inc()
+        if release.shadow is not None:
+            req.app.shadow_copy(release, feed, n, meta)
+    return out
 
 
 def _answer(dep: Any, body: dict[str, Any]) -> Response:
@@ -61,7 +80,7 @@ async def predict(req: Request) -> Response:
     rows = body.get("rows") if isinstance(body, dict) else None
     if isinstance(rows, list):
         _check_rows(req, len(rows))
-    dep = _pick(req, slot)
+    dep = _pick(req, slot, key=body.get("key") if isinstance(body, dict) else None)
     feed = _codec.feed_from_records(rows, dep.spec, "rows")
     out = await _run(req, dep, feed)
     return _answer(
@@ -252,6 +271,15 @@ async def openapi(req: Request) -> Response:
     from keel.serve._openapi import openapi_document
 
     return json_response(openapi_document(req.app))
+
+
+async def admin_release(req: Request) -> Response:
+    slot = _slot(req, req.params["name"])
+    if getattr(slot, "release", None) is None:
+        raise ServeError(
+            "model_not_found", f"{slot.route.name!r} is served as a plain route, not a release"
+        )
+    return json_response(slot.describe())
 
 
 async def admin_reload(req: Request) -> Response:

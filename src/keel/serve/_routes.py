@@ -109,6 +109,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "admin",
         scope="admin",
     ),
+    E(
+        "GET",
+        "/admin/release/{name}",
+        p.admin_release,
+        "A release's config (variants, weights, shadow) and per-variant request counts.",
+        "admin",
+        scope="admin",
+    ),
 )
 
 

@@ -3,7 +3,8 @@
 A *Route* names what a URL serves: a registered model by alias (``production`` by
 default) or a pinned version. A *Slot* holds the deployment answering a route now; a swap
 is one reference assignment, so a request sees the old version or the new one, never a
-mix. (The slot is where weighted versions for canary and shadow traffic will live.)
+mix. A release (several versions by weight, and a shadow) holds a slot per variant; see
+:mod:`keel.serve._release`.
 """
 
 from __future__ import annotations
@@ -143,14 +144,23 @@ class Deployment:
 class Slot:
     """What answers one route now. ``live`` is swapped whole; readers never lock."""
 
-    def __init__(self, route: Route) -> None:
+    shadow: Slot | None = None  # a release's shadow (see keel.serve._release)
+
+    def __init__(
+        self, route: Route, variant: str | None = None, arrivals: Arrivals | None = None
+    ) -> None:
         self.route = route
+        self.variant = variant  # the release variant this slot holds (None: a plain route)
         self.live: Deployment | None = None
         self.failure: str | None = None  # why the last load failed, for the operator
         self.loaded_at: float | None = None
-        self.arrivals = Arrivals()  # shared by the versions this slot serves in turn
+        self.arrivals = arrivals or Arrivals()  # shared by the versions served in turn
 
-    def pick(self) -> Deployment:
+    def leaves(self) -> list[Slot]:
+        """The slots that hold deployments (a release has one per variant)."""
+        return [self]
+
+    def pick(self, key: str | None = None) -> Deployment:
         live = self.live
         if live is None:
             raise ServeError("not_ready", f"model {self.route.name!r} is not loaded yet")

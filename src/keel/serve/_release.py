@@ -1,0 +1,274 @@
+"""Releases: one route serving several versions of a model by weight (canary), with an
+optional shadow that gets a copy of every request.
+
+Each request goes to one weighted variant. With a sticky key (the ``sticky_header``
+header, or ``key`` in a keel JSON body) the choice is a hash of (route, key), so a key
+always lands on the same variant while the weights stay the same; without one it is a
+draw from the release's RNG. The shadow answers nobody: its copy is sent after the
+caller's answer is produced, its predictions reach the prediction sink like any other,
+and its failures are only counted and logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.errors import InvalidInput
+from keel.serve._batch import Arrivals
+from keel.serve._errors import ServeError
+from keel.serve._slot import Deployment, Route, Slot
+
+__all__ = ["Release", "ReleaseSlot", "comparison"]
+
+
+def _variant_route(name: str, model: str, variant: str) -> Route:
+    if variant.isdigit():
+        return Route(name, model, None, int(variant))
+    return Route(name, model, variant)
+
+
+@dataclass(frozen=True)
+class Release:
+    """Route ``name`` serving registered ``model`` (default: ``name``) by weight.
+
+    ``variants``: alias or version (``"production"``, ``"candidate"``, ``"3"`` or ``3``)
+    to a positive weight, e.g. ``{"production": 90, "candidate": 10}``.
+    ``shadow``: an alias or version that gets a copy of each request (None: none).
+    ``sticky_header``: the request header whose value pins a caller to one variant.
+    ``seed``: seeds the draw for requests without a key (None: unseeded).
+    ``shadow_timeout_s``: how long a shadow copy may take before it is counted as failed.
+    ``max_shadow_in_flight``: shadow copies past this many in flight are dropped (counted).
+    """
+
+    name: str
+    variants: Mapping[str, float] = field(default_factory=lambda: {"production": 100})
+    model: str | None = None
+    shadow: str | int | None = None
+    sticky_header: str = "x-keel-key"
+    seed: int | None = None
+    shadow_timeout_s: float = 30.0
+    max_shadow_in_flight: int = 1000
+
+    def check(self) -> None:
+        """Refuse a malformed release with :class:`InvalidInput` naming the field."""
+        from keel.registry import check_name
+
+        def bad(field_: str, why: str) -> InvalidInput:
+            return InvalidInput(f"release {str(self.name)[:100]!r}: {field_}: {why}")
+
+        if not isinstance(self.name, str):
+            raise bad("name", f"expected a route name, got {self.name!r}")
+        check_name(self.name, "release name")
+        if self.model is not None:
+            if not isinstance(self.model, str):
+                raise bad("model", f"expected a model name, got {self.model!r}")
+            check_name(self.model, "release model")
+        if not isinstance(self.variants, Mapping) or not self.variants:
+            raise bad("variants", "expected {alias or version: weight}, at least one")
+        for key, weight in self.variants.items():
+            if not isinstance(key, str | int) or isinstance(key, bool) or not str(key).strip():
+                raise bad("variants", f"expected an alias or version, got {key!r}")
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, int | float)
+                or not math.isfinite(weight)
+                or weight <= 0
+            ):
+                raise bad(f"variants[{str(key)!r}]", f"weight must be > 0, got {weight!r}")
+        if self.shadow is not None and (
+            not isinstance(self.shadow, str | int)
+            or isinstance(self.shadow, bool)
+            or not str(self.shadow).strip()
+        ):
+            raise bad("shadow", f"expected an alias or version, got {self.shadow!r}")
+        if not isinstance(self.sticky_header, str) or not self.sticky_header.strip():
+            raise bad("sticky_header", f"expected a header name, got {self.sticky_header!r}")
+        if not isinstance(self.shadow_timeout_s, int | float) or not self.shadow_timeout_s > 0:
+            raise bad("shadow_timeout_s", f"expected a number > 0, got {self.shadow_timeout_s!r}")
+        if not isinstance(self.max_shadow_in_flight, int) or self.max_shadow_in_flight < 1:
+            raise bad(
+                "max_shadow_in_flight",
+                f"expected an integer >= 1, got {self.max_shadow_in_flight!r}",
+            )
+
+    def resolve(self, store: Any) -> None:
+        """Refuse variants and a shadow whose alias or version does not resolve."""
+        from keel import registry
+
+        model = self.model or self.name
+        named = [(f"variants[{str(k)!r}]", str(k)) for k in self.variants]
+        if self.shadow is not None:
+            named.append(("shadow", str(self.shadow)))
+        for field_, variant in named:
+            ref = _variant_route(self.name, model, variant).ref
+            try:
+                registry.get_version(store, ref)
+            except Exception as exc:
+                raise InvalidInput(
+                    f"release {self.name!r}: {field_}: {ref} does not resolve: {exc}"
+                ) from None
+
+
+class ReleaseSlot:
+    """What answers a release's route: a slot per weighted variant, and one for the
+    shadow. Offers the interface of :class:`Slot` that the endpoints use."""
+
+    def __init__(self, release: Release) -> None:
+        self.release = release
+        model = release.model or release.name
+        self.arrivals = Arrivals()  # shared: every variant's batcher sees the route's arrivals
+        self.variants: dict[str, Slot] = {}
+        self.weights: list[tuple[str, float]] = []
+        for key, weight in release.variants.items():
+            variant = str(key)
+            route = _variant_route(release.name, model, variant)
+            self.variants[variant] = Slot(route, variant, self.arrivals)
+            self.weights.append((variant, float(weight)))
+        self.shadow: Slot | None = None
+        if release.shadow is not None:
+            variant = str(release.shadow)
+            route = _variant_route(release.name, model, variant)
+            self.shadow = Slot(route, f"shadow:{variant}", Arrivals())
+        total = sum(w for _, w in self.weights)
+        self._cumulative: list[tuple[float, str]] = []
+        acc = 0.0
+        for variant, weight in self.weights:
+            acc += weight / total
+            self._cumulative.append((acc, variant))
+        self.sticky_header = release.sticky_header.strip().lower()
+        self._rng = random.Random(release.seed)
+        self._salt = release.name.encode() + b"\0"
+        self.counts: dict[str, int] = {v: 0 for v in self.variants}
+        self.shadow_counts: dict[str, int] = {"sent": 0, "ok": 0, "failed": 0, "dropped": 0}
+        self.shadow_in_flight = 0
+
+    # -- the Slot interface ------------------------------------------------------------
+
+    @property
+    def route(self) -> Route:
+        return self.variants[self.weights[0][0]].route
+
+    @property
+    def live(self) -> Deployment | None:
+        """The first variant's deployment once every weighted variant is loaded."""
+        if any(s.live is None for s in self.variants.values()):
+            return None
+        return self.variants[self.weights[0][0]].live
+
+    @property
+    def failure(self) -> str | None:
+        failed = [f"{v}: {s.failure}" for v, s in self.variants.items() if s.failure]
+        return "; ".join(failed) or None
+
+    def leaves(self) -> list[Slot]:
+        return [*self.variants.values(), *([self.shadow] if self.shadow else [])]
+
+    def choose(self, key: str | None = None) -> str:
+        """The variant for a request: a hash of (route, ``key``) or else a random draw."""
+        if key is None:
+            u = self._rng.random()
+        else:
+            digest = hashlib.blake2b(self._salt + key.encode(), digest_size=8).digest()
+            u = int.from_bytes(digest, "big") / 2**64
+        for bound, variant in self._cumulative:
+            if u < bound:
+                return variant
+        return self._cumulative[-1][1]
+
+    def pick(self, key: str | None = None) -> Deployment:
+        variant = self.choose(key)
+        return self.variants[variant].pick()
+
+    def pick_version(self, version: str) -> Deployment:
+        for slot in self.variants.values():
+            live = slot.live
+            if live is not None and str(live.version) == version:
+                return live
+        serving = sorted({str(s.live.version) for s in self.variants.values() if s.live})
+        raise ServeError(
+            "model_not_found",
+            f"model {self.release.name!r} does not serve version {version[:20]!r}; "
+            f"it serves version(s) {', '.join(serving) or 'none yet'}",
+        )
+
+    def variant_of(self, dep: Deployment) -> str | None:
+        for variant, slot in self.variants.items():
+            if slot.live is dep:
+                return variant
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """The release's config and per-variant request counts (for the admin endpoint)."""
+        rel = self.release
+        variants = []
+        for variant, weight in self.weights:
+            slot = self.variants[variant]
+            variants.append(
+                {
+                    "variant": variant,
+                    "weight": weight,
+                    "serves": slot.route.ref,
+                    "version": slot.live.version if slot.live else None,
+                    "ready": slot.live is not None,
+                    "requests": self.counts[variant],
+                }
+            )
+        shadow = None
+        if self.shadow is not None:
+            live = self.shadow.live
+            shadow = {
+                "variant": str(rel.shadow),
+                "serves": self.shadow.route.ref,
+                "version": live.version if live else None,
+                "ready": live is not None,
+                **self.shadow_counts,
+            }
+        return {
+            "name": rel.name,
+            "model": rel.model or rel.name,
+            "sticky_header": self.sticky_header,
+            "variants": variants,
+            "shadow": shadow,
+            "requests": sum(self.counts.values()),
+        }
+
+
+def comparison(entries: Any, name: str | None = None) -> dict[str, Any]:
+    """Compare what each version predicted for the same requests, from prediction-sink
+    entries (a :class:`MemorySink`, or a list of entry dicts), optionally only those of
+    registered model ``name``. For each pair of versions seen on the same request id:
+    ``{"rows", "agree"}`` (labels equal; for regression, predictions equal) and, for
+    regression, the mean absolute difference."""
+    rows = getattr(entries, "entries", entries)
+    by_request: dict[tuple[str, int], dict[int, Any]] = {}
+    seen: dict[tuple[str, int], int] = {}
+    for e in list(rows):
+        if name is not None and e.get("model") != name:
+            continue
+        rid = e["request_id"]
+        version = int(e["version"])
+        n = seen.get((rid, version), 0)
+        seen[(rid, version)] = n + 1
+        by_request.setdefault((rid, n), {})[version] = e["outputs"]
+    pairs: dict[str, dict[str, Any]] = {}
+    for outputs in by_request.values():
+        versions = sorted(outputs)
+        for i, a in enumerate(versions):
+            for b in versions[i + 1 :]:
+                stat = pairs.setdefault(f"{a}:{b}", {"rows": 0, "agree": 0, "abs_diff": 0.0})
+                oa, ob = outputs[a], outputs[b]
+                stat["rows"] += 1
+                if "label" in oa:
+                    stat["agree"] += oa["label"] == ob["label"]
+                else:
+                    stat["agree"] += oa["prediction"] == ob["prediction"]
+                    stat["abs_diff"] += abs(oa["prediction"] - ob["prediction"])
+    for stat in pairs.values():
+        stat["agreement"] = stat["agree"] / stat["rows"]
+        stat["mean_abs_diff"] = stat.pop("abs_diff") / stat["rows"]
+    return {"pairs": pairs}
