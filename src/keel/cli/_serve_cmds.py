@@ -22,6 +22,9 @@ def serve_cmd(
     max_batch_rows: int = typer.Option(256, help="Most rows merged into one model run."),
     max_wait_ms: float = typer.Option(1.0, help="How long a batch may wait for more requests."),
     log_sample: float = typer.Option(1.0, help="Share of predictions kept in the log (0-1)."),
+    watch_seconds: float = typer.Option(
+        2.0, help="How often to look for alias moves and reload by itself (0: never)."
+    ),
     project: Path = PROJECT,
 ) -> None:
     """Serve registered models over HTTP: Open Inference Protocol v2, keel JSON, MLflow
@@ -48,7 +51,46 @@ def serve_cmd(
                 alias=alias,
                 max_batch_rows=max_batch_rows,
                 max_wait_ms=max_wait_ms,
+                watch_seconds=watch_seconds,
             )
+
+
+@app.command("release")
+def release_cmd(
+    ref: str = typer.Argument(..., help="Model version to release: NAME/VERSION."),
+    alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias to move, e.g. production."),
+    why: str = typer.Option("", help="Why (recorded with the move)."),
+    server: str = typer.Option(
+        None, help="A running server's URL: reload it now instead of at its next poll."
+    ),
+    key: str = typer.Option(
+        None, envvar="KEEL_API_KEY", help="API key with the admin scope (or $KEEL_API_KEY)."
+    ),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Move an alias to a version (recorded: who, when, why) and, with --server, have the
+    server load, warm and swap it in now; the old version keeps serving if it fails to load.
+
+    Example: keel release adult-income/4 production --why "beat v3" --server http://127.0.0.1:8080
+    """
+    from keel.serve import release
+
+    with _project(project) as proj:
+        out = release(proj.store, ref, alias_name, why=why, server_url=server, api_key=key)
+    if as_json:
+        emit_json(out)
+        return
+    console.print(f"[green]{out['model'].split('/')[0]}@{alias_name}[/green] → {out['model']}")
+    for r in out["reloaded"] or []:
+        where = r["model"] + (f" ({r['variant']})" if r.get("variant") else "")
+        if not r["ok"]:
+            code = (r.get("error") or {}).get("code", "load_failed")
+            console.print(f"[red]{where}: failed to load ({code}); still serving {r['from']}[/red]")
+        elif r["changed"]:
+            console.print(f"{where}: swapped version {r['from']} → {r['to']}")
+        else:
+            console.print(f"{where}: unchanged (version {r['to']})")
 
 
 @app.command("key")

@@ -24,6 +24,7 @@ from keel.serve._release import Release, comparison
 from keel.serve._routes import route_table
 from keel.serve._server import RunningServer, is_loopback, serve, start
 from keel.serve._slot import Route
+from keel.serve._swap import release
 from keel.serve._types import MemorySink, PredictionSink
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "joined",
     "read_labels",
     "read_predictions",
+    "release",
     "route_table",
     "serve",
     "start",

@@ -22,6 +22,7 @@ from keel.serve._slot import Deployment, Route, Slot, load_deployment
 __all__ = ["KeelApp", "ServeConfig", "create_app"]
 
 log = logging.getLogger("keel.serve")
+_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class ServeConfig:
     inline_run_us: runs expected (from warm-up timings) to take less than this run on the
         event loop even with run_in_thread, since a thread hand-off would cost more.
     export_missing: export a version that has no ONNX graph yet when loading it.
+    watch_seconds: how often to look for alias moves in the registry; a route whose alias
+        moved is reloaded by itself (0: never; reload with ``POST /admin/reload``).
     """
 
     alias: str = "production"
@@ -49,6 +52,7 @@ class ServeConfig:
     run_in_thread: bool = True
     inline_run_us: float = 200.0
     export_missing: bool = True
+    watch_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("threads", "max_batch_rows", "max_request_rows", "max_body_bytes"):
@@ -63,6 +67,9 @@ class ServeConfig:
             raise InvalidInput(
                 f"serve setting max_wait_ms: expected 0 to 1000, got {self.max_wait_ms!r}"
             )
+        watch = self.watch_seconds
+        if isinstance(watch, bool) or not isinstance(watch, int | float) or not 0 <= watch <= 3600:
+            raise InvalidInput(f"serve setting watch_seconds: expected 0 to 3600, got {watch!r}")
 
 
 class KeelApp:
@@ -147,6 +154,8 @@ class KeelApp:
             gc.freeze()
         finally:
             self.started.set()
+        if self.config.watch_seconds > 0:
+            self._spawn(self._watch(self.config.watch_seconds))
 
     async def _stop(self) -> None:
         for task in list(self._background):
@@ -212,6 +221,55 @@ class KeelApp:
             log.info("serve: route %r now serves %s", name, dep.ref)
             return {**result, "ok": True, "changed": True, "to": dep.version}
 
+    # -- alias watch -----------------------------------------------------------------
+
+    async def _watch(self, every: float) -> None:
+        """Poll the registry's alias moves (the newest ``alias_events`` id: one cheap
+        query) and reload each slot whose alias now resolves to another version than the
+        one it last tried. A move is acted on after a short grace, so an operator's
+        ``POST /admin/reload`` right after it does the swap and this finds nothing to do."""
+        mark: Any = _UNSEEN  # the first look also catches moves made during startup
+        while True:
+            try:
+                now = await asyncio.to_thread(self._alias_mark)
+                if now != mark:
+                    await asyncio.sleep(min(0.5, every))
+                    await self.reload_moved()
+                mark = now
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("serve: watching the registry for alias moves failed")
+            await asyncio.sleep(every)
+
+    def _alias_mark(self) -> Any:
+        from sqlalchemy import func, select
+
+        from keel.store import _tables
+
+        with self.store.read() as conn:
+            return conn.execute(select(func.max(_tables.alias_events.c.id))).scalar()
+
+    async def reload_moved(self) -> list[dict[str, Any]]:
+        """Reload the slots served by an alias that now names another version than the
+        one each last loaded or tried (a version that failed is not retried until the
+        alias moves again, or an admin reload)."""
+        from keel import registry
+
+        def moved(slot: Slot) -> bool:
+            if slot.route.alias is None:
+                return False
+            try:
+                version = registry.get_version(self.store, slot.route.ref).version
+            except Exception:
+                return slot.target is not None  # gone: reload once, recording the failure
+            return version != slot.target
+
+        slots = [leaf for top in self.slots.values() for leaf in top.leaves()]
+        flags = await asyncio.to_thread(lambda: [moved(s) for s in slots])
+        todo = [s for s, m in zip(slots, flags, strict=True) if m]
+        return list(await asyncio.gather(*(self._reload_slot(s) for s in todo)))
+
     def _still_served(self, name: str, version: int) -> bool:
         leaves = self.slots[name].leaves()
         return any(s.live is not None and s.live.version == version for s in leaves)
@@ -219,7 +277,12 @@ class KeelApp:
     def _load_if_moved(self, slot: Slot) -> Deployment | None:
         from keel import registry
 
-        mv = registry.get_version(self.store, slot.route.ref)
+        try:
+            mv = registry.get_version(self.store, slot.route.ref)
+        except Exception:
+            slot.target = None
+            raise
+        slot.target = mv.version
         live = slot.live
         if live is not None and (live.model, live.version) == (mv.name, mv.version):
             return None

@@ -154,6 +154,7 @@ class Slot:
         self.live: Deployment | None = None
         self.failure: str | None = None  # why the last load failed, for the operator
         self.loaded_at: float | None = None
+        self.target: int | None = None  # the version the last reload resolved and tried
         self.arrivals = arrivals or Arrivals()  # shared by the versions served in turn
 
     def leaves(self) -> list[Slot]:
