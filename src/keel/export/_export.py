@@ -81,9 +81,12 @@ def prepared_of(store: Store, ref: str) -> Any:
     return prep
 
 
-def export(store: Store, ref: str, *, tolerance: Any = None) -> ExportResult:
+def export(
+    store: Store, ref: str, *, tolerance: Any = None, rows: tuple[Any, Any] | None = None
+) -> ExportResult:
     """Convert model ``ref`` to ONNX, check parity on its hold-out rows (refusing the export
-    when it falls outside ``tolerance``), and store the graph and the report."""
+    when it falls outside ``tolerance``), and store the graph and the report. ``rows``:
+    the hold-out ``(X, y)`` when the caller already has them (else rebuilt from the run)."""
     from keel import registry
     from keel.export._convert import to_onnx
     from keel.export._parity import parity
@@ -91,7 +94,7 @@ def export(store: Store, ref: str, *, tolerance: Any = None) -> ExportResult:
     mv = registry.get_version(store, ref)
     model = registry.load(store, mv.ref)
     onx = to_onnx(model, name=mv.ref)
-    X, y = holdout_of(store, mv.ref)
+    X, y = rows if rows is not None else holdout_of(store, mv.ref)
     report = parity(model, onx, X, y, tolerance=tolerance)
     report.check(tolerance)
     data = onx.SerializeToString()
@@ -165,10 +168,10 @@ def export_variants(
         raise InvalidInput(f"--quantize: expected int8, got {quantize!r}")
     _check_spec(prune, "prune")
     _check_spec(distill, "distill")
-    base = export(store, ref, tolerance=tolerance)
-    model = registry.load(store, base.model_ref)
-    prep = prepared_of(store, base.model_ref)
+    prep = prepared_of(store, ref)
     X, y = prep.test[prep.columns], prep.test[prep.target].to_numpy()
+    base = export(store, ref, tolerance=tolerance, rows=(X, y))
+    model = registry.load(store, base.model_ref)
     fp32 = store.blobs.get_bytes(base.onnx_sha)
     made: list[tuple[str, Any, dict[str, Any]]] = []
     if prune is not None:

@@ -100,6 +100,24 @@ def _failures(app: KeelApp) -> str:
     )
 
 
+def _prepare(
+    project_or_store: Any,
+    routes: Any,
+    host: str,
+    port: int,
+    keys: Any,
+    sink: Any,
+    log_level: str,
+    access_log: bool,
+    settings: dict[str, Any],
+) -> tuple[KeelApp, Any, Any]:
+    """The app, its bound socket and the uvicorn server: what start() and serve() share."""
+    app = create_app(project_or_store, routes, keys=keys, sink=sink, **settings)
+    _check_bind(host, app)
+    sock = _bind(host, port)
+    return app, sock, _uvicorn(app, log_level, access_log)
+
+
 def start(
     project_or_store: Any,
     routes: Any,
@@ -115,10 +133,9 @@ def start(
 ) -> RunningServer:
     """Serve in a background thread; returns once every route is loaded (port 0: any free
     port, see ``.url``). Raises if a model fails to load, naming it and why."""
-    app = create_app(project_or_store, routes, keys=keys, sink=sink, **settings)
-    _check_bind(host, app)
-    sock = _bind(host, port)
-    server = _uvicorn(app, log_level, access_log)
+    app, sock, server = _prepare(
+        project_or_store, routes, host, port, keys, sink, log_level, access_log, settings
+    )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="keel-serve", daemon=True
     )
@@ -147,14 +164,13 @@ def serve(
     then uvicorn re-raises the signal, so the process ends as signalled). Refuses a
     non-loopback ``host`` without ``keys``; stops, naming the model and why, if one fails
     to load."""
-    app = create_app(project_or_store, routes, keys=keys, sink=sink, **settings)
-    _check_bind(host, app)
     if not logging.getLogger().handlers:  # a bare process: show the server's log on stderr
         logging.basicConfig(
             level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    sock = _bind(host, port)
-    server = _uvicorn(app, log_level, access_log)
+    app, sock, server = _prepare(
+        project_or_store, routes, host, port, keys, sink, log_level, access_log, settings
+    )
 
     def stop_if_load_failed() -> None:
         app.started.wait()

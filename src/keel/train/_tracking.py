@@ -159,11 +159,16 @@ class Run:
             if not path.is_file():
                 raise InvalidInput(f"artifact {name!r}: {str(path)!r} is not a file")
             sha, size = self.store.blobs.put_file(path), path.stat().st_size
+        self.link_artifact(name, sha, size)
+        return sha
+
+    def link_artifact(self, name: str, sha: str, size: int) -> None:
+        """Name a blob already in the store as this run's artifact ``name``."""
+        _check_key(name, "artifact")
         with self.store.write() as conn:
             where = (t_artifacts.c.run_id == self.id, t_artifacts.c.name == name)
             conn.execute(t_artifacts.delete().where(*where))
             conn.execute(insert(t_artifacts).values(run_id=self.id, name=name, sha=sha, size=size))
-        return sha
 
     def add_input(self, kind: str, id: str, role: str) -> None:
         """Record that this run read ``(kind, id)`` (e.g. a dataset by its sha) as ``role``."""

@@ -292,7 +292,7 @@ def train(
         from keel.models import save_model
 
         sha = save_model(fitted, store.blobs)
-        run.log_artifact("model", store.blobs.get_bytes(sha))
+        run.link_artifact("model", sha, store.blobs.path(sha).stat().st_size)
     return TrainResult(
         run.id, fitted, metrics, sha, model, {**kind.defaults, **(params or {})}, prep.task
     )
