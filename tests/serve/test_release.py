@@ -193,6 +193,10 @@ def test_a_failing_shadow_never_changes_the_callers_answer(models):
     # a shadow whose session raises
     with start(store, [Release("adult", {"production": 1}, shadow="challenger")]) as server:
         expected = _post_many(server.url, "/models/adult/predict", [row])[0][3]["predictions"]
+        # that request's own shadow copy must finish before the session is broken
+        assert _wait_for(
+            lambda: call_json(server.url, "GET", "/admin/release/adult")[1]["shadow"]["ok"] == 1
+        )
         shadow = server.app.slots["adult"].shadow.live
 
         def boom(feed):
