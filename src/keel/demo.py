@@ -1,6 +1,8 @@
 """The end-to-end demo on bundled UCI Adult: init → ingest + validate → search LightGBM →
-register → alias ``candidate`` → export to ONNX with parity, pruned and distilled variants →
-results, trade-off and lineage."""
+register → export to ONNX with parity, pruned and distilled variants → release the best as
+``production`` with the pruned one as a 10% canary and the distilled one as a shadow → serve
+on 127.0.0.1, send hold-out rows as traffic, ingest their labels → comparison, trade-off
+and lineage."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from keel import datasets, project, registry
-from keel.data import ingest
+from keel.data import ingest, load_frame
+from keel.serve import comparison
 from keel.train import search
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "run_demo", "serve_canary"]
 
 MODEL_NAME = "adult-income"
 
@@ -27,6 +30,8 @@ class DemoResult:
     datasets: dict[str, str]
     parity: dict[str, Any]
     tradeoff: Any
+    traffic: dict[str, Any]
+    comparison: dict[str, Any]
 
 
 def run_demo(
@@ -36,6 +41,7 @@ def run_demo(
     executor: Any = "process",
     seed: int = 0,
     progress: bool = True,
+    requests: int = 2000,
 ) -> DemoResult:
     """Run the whole flow in ``folder`` (a new temporary folder by default)."""
     root = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="keel-demo-"))
@@ -58,10 +64,16 @@ def run_demo(
         )
         final = result.final
         mv = final.register(store, MODEL_NAME, "LightGBM on UCI Adult, best of an Optuna search")
-        registry.set_alias(store, mv.ref, "candidate", why="best trial of the demo search")
         from keel.export import export_variants
 
-        exported, tradeoff, _ = export_variants(store, mv.ref, prune={}, distill={})
+        exported, tradeoff, variants = export_variants(store, mv.ref, prune={}, distill={})
+        pruned, distilled = variants
+        registry.set_alias(store, mv.ref, "production", why="best trial of the demo search")
+        registry.set_alias(store, pruned, "candidate", why="pruned variant, on a 10% canary")
+        registry.set_alias(store, distilled, "challenger", why="distilled variant, in shadow")
+        test_frame = load_frame(store, test_ds.ref)
+        traffic = serve_canary(store, test_frame, "income", requests=requests, seed=seed)
+        report = comparison(store, MODEL_NAME)
     return DemoResult(
         root,
         mv.ref,
@@ -70,4 +82,78 @@ def run_demo(
         {"train": train_ds.ref, "holdout": test_ds.ref},
         exported.parity.to_dict(),
         tradeoff,
+        traffic,
+        report,
     )
+
+
+def serve_canary(
+    store: Any, frame: Any, target: str, *, requests: int, seed: int = 0, threads: int = 4
+) -> dict[str, Any]:
+    """Serve MODEL_NAME as production 90 / candidate 10 with the ``challenger`` in shadow on
+    127.0.0.1, send ``requests`` single-row requests of ``frame`` (sticky by a caller key)
+    from ``threads`` keep-alive connections, then ingest the rows' true labels by request id.
+    Returns the traffic seen: requests, seconds, versions that answered, labels matched."""
+    import http.client
+    import threading
+    import time
+
+    import orjson
+    import pandas as pd
+
+    from keel.serve import PredictionLog, Release, ingest_labels, start
+
+    release = Release(
+        MODEL_NAME, {"production": 90, "candidate": 10}, shadow="challenger", seed=seed
+    )
+    rows = frame.drop(columns=[target]).head(requests)
+    bodies = [orjson.dumps({"rows": [r]}) for r in rows.to_dict("records")]
+    truth = frame[target].head(requests).astype(str).tolist()
+    answers: list[tuple[str, int, str]] = []
+    lock = threading.Lock()
+
+    def send(url: str, part: range) -> None:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            for i in part:
+                headers = {"Content-Type": "application/json", "x-keel-key": f"caller-{i}"}
+                conn.request("POST", f"/models/{MODEL_NAME}/predict", bodies[i], headers)
+                body = orjson.loads(conn.getresponse().read())
+                with lock:
+                    answers.append((body["request_id"], body["version"], truth[i]))
+        finally:
+            conn.close()
+
+    with PredictionLog(store) as log, start(store, [release], sink=log) as server:
+        t0 = time.perf_counter()
+        workers = [
+            threading.Thread(target=send, args=(server.url, range(k, len(bodies), threads)))
+            for k in range(threads)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        seconds = time.perf_counter() - t0
+        deadline = time.monotonic() + 30  # let the shadow's copies finish
+        info = server.app.slots[MODEL_NAME].describe()["shadow"]
+        while info["ok"] + info["failed"] + info["dropped"] < info["sent"]:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+            info = server.app.slots[MODEL_NAME].describe()["shadow"]
+    labels = pd.DataFrame({"request_id": [a[0] for a in answers], "y": [a[2] for a in answers]})
+    path = Path(tempfile.mkdtemp(prefix="keel-demo-labels-")) / "labels.parquet"
+    labels.to_parquet(path)
+    matched = ingest_labels(store, path, label_col="y", model=MODEL_NAME)["matched"]
+    served: dict[int, int] = {}
+    for _, version, _ in answers:
+        served[version] = served.get(version, 0) + 1
+    return {
+        "requests": len(answers),
+        "seconds": seconds,
+        "requests_per_s": len(answers) / seconds,
+        "served_by_version": dict(sorted(served.items())),
+        "labels_matched": matched,
+    }

@@ -392,7 +392,8 @@ def demo(
     executor: str = typer.Option("process", help="process, inline or ray."),
     as_json: bool = JSON,
 ) -> None:
-    """The end-to-end demo on bundled UCI Adult: init → ingest → search → register → alias.
+    """The end-to-end demo on bundled UCI Adult: init → ingest → search → register → export →
+    serve a canary and a shadow → compare.
 
     Example: keel demo --trials 8
     """
@@ -433,7 +434,7 @@ def demo(
         ],
     )
     table(
-        f"{res.model_ref} (alias candidate) on the hold-out set {res.datasets['holdout']}",
+        f"{res.model_ref} (alias production) on the hold-out set {res.datasets['holdout']}",
         ["metric", "value"],
         [[k, v] for k, v in res.metrics.items()],
     )
@@ -445,6 +446,17 @@ def demo(
     from keel.cli._export_cmds import tradeoff_table
 
     tradeoff_table(res.tradeoff)
+    from keel.cli._serve_cmds import comparison_tables
+
+    t = res.traffic
+    by_version = ", ".join(f"v{v}: {n:,}" for v, n in t["served_by_version"].items())
+    console.print(
+        f"[bold]served[/bold] {t['requests']:,} hold-out rows to {res.model_ref.split('/')[0]} "
+        f"(production 90 / candidate 10, challenger in shadow) on 127.0.0.1 in "
+        f"{t['seconds']:.1f} s ({t['requests_per_s']:,.0f} req/s); answered by {by_version}; "
+        f"{t['labels_matched']:,} labels joined by request id"
+    )
+    comparison_tables(res.comparison)
     with open_project(res.project) as proj:
         root = st.lineage(proj.store, "model", res.model_ref)
         details = {(n.kind, n.id): st.describe(proj.store, n) for n in root.walk()}

@@ -13,7 +13,10 @@ from keel.cli._render import console, emit_json
 @app.command("serve")
 def serve_cmd(
     routes: list[str] = typer.Argument(
-        ..., help="Models to serve: NAME (its 'production' alias), NAME@ALIAS or NAME/VERSION."
+        None, help="Models to serve: NAME (its 'production' alias), NAME@ALIAS or NAME/VERSION."
+    ),
+    release: Path = typer.Option(
+        None, help="YAML of releases: a route's versions by weight (canary) and a shadow."
     ),
     host: str = typer.Option("127.0.0.1", help="Address to bind (non-loopback needs --keys)."),
     port: int = typer.Option(8080, help="Port to listen on."),
@@ -32,10 +35,14 @@ def serve_cmd(
     store for monitoring.
 
     Example: keel serve adult-income --port 8080
+             keel serve --release release.yaml   # e.g. production 90 / candidate 10
     """
     from keel.errors import InvalidInput
-    from keel.serve import KeyRing, PredictionLog, serve
+    from keel.serve import KeyRing, PredictionLog, load_releases, serve
 
+    served: list = list(routes or []) + (load_releases(release) if release else [])
+    if not served:
+        raise InvalidInput("serve: expected at least one model to serve, or --release FILE")
     if not 0.0 <= log_sample <= 1.0:
         raise InvalidInput(f"--log-sample: expected a share between 0 and 1, got {log_sample}")
     ring = KeyRing.from_json(keys.read_text()) if keys else None
@@ -43,7 +50,7 @@ def serve_cmd(
         with PredictionLog(proj.store, sample_rate=log_sample) as sink:
             serve(
                 proj.store,
-                routes,
+                served,
                 host=host,
                 port=port,
                 keys=ring,
@@ -91,6 +98,87 @@ def release_cmd(
             console.print(f"{where}: swapped version {r['from']} → {r['to']}")
         else:
             console.print(f"{where}: unchanged (version {r['to']})")
+
+
+@app.command("compare")
+def compare_cmd(
+    model: str = typer.Argument(..., help="Registered model whose served versions to compare."),
+    since: str = typer.Option(None, help="Only predictions at or after (ISO time or epoch s)."),
+    until: str = typer.Option(None, help="Only predictions before (ISO time or epoch s)."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Compare the versions that served MODEL, from the prediction log: traffic, latency,
+    agreement on the same requests, and metrics once labels arrive ('keel labels ingest').
+
+    Example: keel compare adult-income --since 2026-11-27T09:00
+    """
+    from keel.serve import comparison
+
+    with _project(project) as proj:
+        out = comparison(
+            proj.store, model, since=_when(since, "--since"), until=_when(until, "--until")
+        )
+    if as_json:
+        emit_json(out)
+        return
+    comparison_tables(out)
+
+
+def _when(text: str | None, flag: str) -> float | None:
+    from datetime import datetime
+
+    from keel.errors import InvalidInput
+
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise InvalidInput(
+            f"{flag}: expected an ISO time (2026-11-27T09:00) or epoch seconds, got {text!r}"
+        ) from None
+
+
+def comparison_tables(out: dict) -> None:
+    """Print a :func:`keel.serve.comparison` report as two tables."""
+    from keel.cli._render import table
+
+    versions = out["versions"]
+    if not versions:
+        console.print(f"no logged predictions of {out['model']} in that window")
+        return
+    metric_names = sorted({m for v in versions.values() for m in v["metrics"]})
+    table(
+        f"{out['model']}: versions served",
+        ["version", "aliases", "requests", "rows", "p50 ms", "p99 ms", "labeled", *metric_names],
+        [
+            [
+                v,
+                ", ".join(r["aliases"]),
+                r["requests"],
+                r["rows"],
+                r["latency_ms"]["p50"],
+                r["latency_ms"]["p99"],
+                r["labeled"],
+                *[r["metrics"].get(m) for m in metric_names],
+            ]
+            for v, r in versions.items()
+        ],
+    )
+    if out["pairs"]:
+        table(
+            "agreement on the same requests",
+            ["versions", "rows", "agree", "agreement"],
+            [
+                [k.replace(":", " vs "), p["rows"], p["agree"], p["agreement"]]
+                for k, p in out["pairs"].items()
+            ],
+        )
 
 
 @app.command("key")

@@ -17,10 +17,11 @@ reloads that keep the old version serving when the new one fails to load. A rout
 
 from keel.serve._app import KeelApp, ServeConfig, create_app
 from keel.serve._auth import SCOPES, ApiKey, KeyRing
+from keel.serve._compare import comparison
 from keel.serve._errors import STATUS, ServeError
 from keel.serve._labels import ingest_labels, joined, read_labels
 from keel.serve._predlog import PredictionLog, read_predictions
-from keel.serve._release import Release, comparison
+from keel.serve._release import Release, load_releases
 from keel.serve._routes import route_table
 from keel.serve._server import RunningServer, is_loopback, serve, start
 from keel.serve._slot import Route
@@ -46,6 +47,7 @@ __all__ = [
     "ingest_labels",
     "is_loopback",
     "joined",
+    "load_releases",
     "read_labels",
     "read_predictions",
     "release",

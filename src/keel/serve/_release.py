@@ -23,7 +23,7 @@ from keel.serve._batch import Arrivals
 from keel.serve._errors import ServeError
 from keel.serve._slot import Deployment, Route, Slot
 
-__all__ = ["Release", "ReleaseSlot", "comparison"]
+__all__ = ["Release", "ReleaseSlot", "load_releases"]
 
 
 def _variant_route(name: str, model: str, variant: str) -> Route:
@@ -238,37 +238,71 @@ class ReleaseSlot:
         }
 
 
-def comparison(entries: Any, name: str | None = None) -> dict[str, Any]:
-    """Compare what each version predicted for the same requests, from prediction-sink
-    entries (a :class:`MemorySink`, or a list of entry dicts), optionally only those of
-    registered model ``name``. For each pair of versions seen on the same request id:
-    ``{"rows", "agree"}`` (labels equal; for regression, predictions equal) and, for
-    regression, the mean absolute difference."""
-    rows = getattr(entries, "entries", entries)
-    by_request: dict[tuple[str, int], dict[int, Any]] = {}
-    seen: dict[tuple[str, int], int] = {}
-    for e in list(rows):
-        if name is not None and e.get("model") != name:
-            continue
-        rid = e["request_id"]
-        version = int(e["version"])
-        n = seen.get((rid, version), 0)
-        seen[(rid, version)] = n + 1
-        by_request.setdefault((rid, n), {})[version] = e["outputs"]
-    pairs: dict[str, dict[str, Any]] = {}
-    for outputs in by_request.values():
-        versions = sorted(outputs)
-        for i, a in enumerate(versions):
-            for b in versions[i + 1 :]:
-                stat = pairs.setdefault(f"{a}:{b}", {"rows": 0, "agree": 0, "abs_diff": 0.0})
-                oa, ob = outputs[a], outputs[b]
-                stat["rows"] += 1
-                if "label" in oa:
-                    stat["agree"] += oa["label"] == ob["label"]
-                else:
-                    stat["agree"] += oa["prediction"] == ob["prediction"]
-                    stat["abs_diff"] += abs(oa["prediction"] - ob["prediction"])
-    for stat in pairs.values():
-        stat["agreement"] = stat["agree"] / stat["rows"]
-        stat["mean_abs_diff"] = stat.pop("abs_diff") / stat["rows"]
-    return {"pairs": pairs}
+_RELEASE_FIELDS = {f for f in Release.__dataclass_fields__}
+
+
+def load_releases(path: Any) -> list[Release]:
+    """Releases from a YAML file: one release mapping, or ``releases:`` with a list of them.
+
+    ::
+
+        releases:
+          - name: adult-income
+            variants: {production: 90, candidate: 10}
+            shadow: challenger          # optional
+            sticky_header: x-keel-key   # optional
+
+    Refuses, naming the file, field and line, a file that is not YAML, a field keel does not
+    know, or a release :meth:`Release.check` refuses."""
+    from pathlib import Path
+
+    import yaml
+
+    from keel.features._messages import yaml_locator
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"release file {p}: cannot be read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidInput(f"release file {p}: not valid YAML{where}") from None
+    locate = yaml_locator(text)
+    listed = isinstance(data, dict) and set(data) == {"releases"}
+    items = data["releases"] if listed else [data]
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(
+            f"release file {p}: releases: expected a list of releases, got {type(items).__name__}"
+        )
+    out = []
+    for i, item in enumerate(items):
+        at = ["releases", i] if listed else []
+        line = locate(at) if at else 1
+        if not isinstance(item, dict):
+            raise InvalidInput(
+                f"release file {p}, line {line}: expected a mapping with name and variants, "
+                f"got {type(item).__name__}"
+            )
+        unknown = sorted(set(map(str, item)) - _RELEASE_FIELDS)
+        if unknown:
+            raise InvalidInput(
+                f"release file {p}, line {locate([*at, unknown[0]])}: unknown field "
+                f"{unknown[0]!r}; expected one of {sorted(_RELEASE_FIELDS)}"
+            )
+        if "name" not in item:
+            raise InvalidInput(f"release file {p}, line {line}: name: required, missing")
+        release = Release(**item)
+        try:
+            release.check()
+        except InvalidInput as exc:
+            raise InvalidInput(f"release file {p}, line {line}: {exc}") from None
+        out.append(release)
+    names = [r.name for r in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise InvalidInput(f"release file {p}: release {dup!r} is given twice")
+    return out
