@@ -36,11 +36,11 @@ def comparison(
     (its prediction log joined with the labels ingested so far; ``name`` required), or
     prediction-sink entries (a :class:`MemorySink` or a list of entry dicts; no labels).
 
-    Returns ``{"model", "versions": {version: {...}}, "pairs": {"A:B": {...}}}``; each
-    version has ``aliases`` (now, in the registry; empty for sink entries), ``requests``, ``rows``, ``latency_ms`` (``p50``, ``p95``, ``p99``, ``mean``),
-    ``labeled`` (rows with a label) and ``metrics`` (empty until labels arrive); each pair
-    ``rows`` (answered by both), ``agree``, ``agreement`` and, for a regressor,
-    ``mean_abs_diff``."""
+    Returns ``{"model", "versions": {version: {...}}, "pairs": {"A:B": {...}}}``. Each
+    version has ``aliases`` (now, in the registry; empty for sink entries), ``requests``,
+    ``rows``, ``latency_ms`` (``p50``, ``p95``, ``p99``, ``mean``), ``labeled`` (rows with a
+    label) and ``metrics`` (empty until labels arrive); each pair ``rows`` (answered by
+    both), ``agree``, ``agreement`` and, for a regressor, ``mean_abs_diff``."""
     frame, known = _frame(source, name, since, until)
     versions = {}
     for v, part in frame.groupby("version", sort=True):
