@@ -101,8 +101,12 @@ class InputSpec:
         return out
 
     def json_schema(self) -> dict[str, Any]:
-        """One row as a JSON Schema object (for the OpenAPI document)."""
-        props = {n: {"type": [k, "null"]} for n, k in zip(self.names, self.kinds, strict=True)}
+        """One row as a JSON Schema object (for the OpenAPI document); a boolean column also
+        takes numbers (0 and 1), as the server does."""
+        types = {"string": ["string"], "number": ["number"], "boolean": ["boolean", "number"]}
+        props = {
+            n: {"type": [*types[k], "null"]} for n, k in zip(self.names, self.kinds, strict=True)
+        }
         return {"type": "object", "properties": props, "required": list(self.names)}
 
 

@@ -66,7 +66,8 @@ class Request:
     @property
     def query(self) -> dict[str, str]:
         if self._query is None:
-            self._query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+            query = self.scope.get("query_string", b"").decode("latin-1")
+            self._query = dict(parse_qsl(query, keep_blank_values=True))
         return self._query
 
     async def body(self) -> bytes:

@@ -69,10 +69,14 @@ def decode_inputs(request: Any, spec: InputSpec, binary: bytes | None) -> dict[s
             problems.add(None, "inputs", "a tensor object with a name", t)
             continue
         name, datatype, shape = t["name"], t.get("datatype"), t.get("shape")
-        size = (t.get("parameters") or {}).get("binary_data_size")
+        params = t.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            problems.add(None, f"{name}.parameters", "an object", params)
+            continue
+        size = (params or {}).get("binary_data_size")
         raw = None
         if size is not None:
-            if binary is None or not isinstance(size, int) or offset + size > len(binary):
+            if binary is None or type(size) is not int or not 0 <= size <= len(binary) - offset:
                 problems.add(None, name, "binary_data_size within the binary body", size)
                 continue
             raw, offset = binary[offset : offset + size], offset + size
@@ -129,7 +133,7 @@ def _tensor(
     if kind == "string" and datatype != "BYTES":
         problems.add(None, name, "datatype BYTES", datatype)
         return None
-    if kind != "string" and datatype not in _NUMERIC:
+    if kind != "string" and (not isinstance(datatype, str) or datatype not in _NUMERIC):
         problems.add(None, name, f"a numeric datatype such as {want}", datatype)
         return None
     if raw is not None:
@@ -203,20 +207,30 @@ def encode_outputs(
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
     """The response's output tensors (JSON, or binary where asked) and the binary chunks."""
     asked = request.get("outputs")
-    binary_default = bool((request.get("parameters") or {}).get("binary_data_output", False))
+    binary_default = bool(
+        _mapping(request.get("parameters"), "parameters").get("binary_data_output", False)
+    )
     wanted: list[tuple[str, bool]]
     if asked is None:
         wanted = [(name, binary_default) for name in outputs]
     else:
         if not isinstance(asked, list) or not all(
-            isinstance(o, dict) and o.get("name") in outputs for o in asked
+            isinstance(o, dict) and isinstance(o.get("name"), str) and o["name"] in outputs
+            for o in asked
         ):
             raise ServeError(
                 "invalid_input",
                 f"outputs: expected an array of {{name}} with names among {', '.join(outputs)}",
             )
         wanted = [
-            (o["name"], bool((o.get("parameters") or {}).get("binary_data", binary_default)))
+            (
+                o["name"],
+                bool(
+                    _mapping(o.get("parameters"), f"outputs {o['name']!r} parameters").get(
+                        "binary_data", binary_default
+                    )
+                ),
+            )
             for o in asked
         ]
     tensors, chunks = [], []
@@ -234,6 +248,19 @@ def encode_outputs(
             tensor["data"] = arr.ravel().tolist()
         tensors.append(tensor)
     return tensors, chunks
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """``value`` if it is an object, ``{}`` if absent; anything else is refused (422)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ServeError(
+            "invalid_input",
+            f"{where}: expected an object, got {describe(value)}",
+            [{"field": where, "expected": "an object", "got": describe(value)}],
+        )
+    return value
 
 
 def _to_binary(arr: np.ndarray, datatype: str) -> bytes:

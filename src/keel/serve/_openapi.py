@@ -1,152 +1,314 @@
-"""The OpenAPI 3.1 document, made from the route table and the models served now."""
+"""The OpenAPI 3.1 document, made from the route table and the models served now.
+
+It describes every answer an endpoint gives by design: the success body, and each error
+status with the codes behind it (``{"error": {...}}``; on ``/v2`` the Open Inference
+Protocol's flat ``{"error": message, "code", ...}``). Path and query parameters that name a
+model list the served names. Request bodies are as exact as JSON Schema allows; what it
+cannot say (columns of equal length, a tensor's data as long as its shape, every input
+present) is in the operation's description and answered with 422.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from keel.serve._errors import STATUS
+
 __all__ = ["openapi_document"]
 
-_ERROR = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "request_id": {"type": "string"},
-                "details": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "row": {"type": "integer"},
-                            "field": {"type": "string"},
-                            "expected": {"type": "string"},
-                            "got": {"type": "string"},
-                        },
-                    },
-                },
+_F32_MAX = 3.4028234663852886e38
+_NUMERIC_TYPES = ["FP32", "FP64", "FP16", "INT8", "INT16", "INT32", "INT64"]
+_UNSIGNED_TYPES = ["UINT8", "UINT16", "UINT32", "UINT64", "BOOL"]
+_DATATYPES = ["BYTES", *_NUMERIC_TYPES, *_UNSIGNED_TYPES]
+_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: tuple[str, ...] = (), **props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": list(required)}
+
+
+_STR, _INT, _BOOL, _NUM = (
+    {"type": "string"},
+    {"type": "integer"},
+    {"type": "boolean"},
+    {"type": "number"},
+)
+_DETAILS = {
+    "type": "array",
+    "items": _object(row=_INT, field=_STR, expected=_STR, got=_STR),
+}
+_ERROR_FIELDS = {"code": _STR, "message": _STR, "request_id": _STR, "details": _DETAILS}
+
+# Every error body: keel's nested shape, and the Open Inference Protocol's flat one.
+_ERRORS = {
+    "Error": _object(("error",), error=_object(("code", "message"), **_ERROR_FIELDS)),
+    "V2Error": _object(("error", "code"), **{**_ERROR_FIELDS, "error": _STR}),
+}
+
+# What the non-inference endpoints answer.
+_LOADED = _object(
+    ("name", "serves", "version", "ready"),
+    name=_STR,
+    serves=_STR,
+    version={"type": ["integer", "null"]},
+    ready=_BOOL,
+)
+_STATIC = {
+    "Health": _object(("status",), status={"const": "ok"}),
+    "Ready": _object(
+        ("status", "models"),
+        status={"const": "ready"},
+        models={"type": "object", "additionalProperties": _STR},
+    ),
+    "Models": _object(("models",), models={"type": "array", "items": _LOADED}),
+    "V2Server": _object(
+        ("name", "version", "extensions"),
+        name=_STR,
+        version=_STR,
+        extensions={"type": "array", "items": _STR},
+    ),
+    "V2Live": _object(("live",), live={"const": True}),
+    "V2Ready": _object(("ready",), ready={"const": True}),
+    "V2ModelReady": _object(("name", "ready"), name=_STR, ready={"const": True}),
+    "V2TensorMeta": _object(
+        ("name", "datatype", "shape"),
+        name=_STR,
+        datatype={"enum": _DATATYPES},
+        shape={"type": "array", "items": _INT},
+    ),
+    "V2Meta": _object(
+        ("name", "versions", "platform", "inputs", "outputs"),
+        name=_STR,
+        versions={"type": "array", "items": _STR},
+        platform=_STR,
+        inputs={"type": "array", "items": _ref("V2TensorMeta")},
+        outputs={"type": "array", "items": _ref("V2TensorMeta")},
+        parameters={"type": "object"},
+    ),
+    "V2OutputTensor": _object(
+        ("name", "datatype", "shape"),
+        name=_STR,
+        datatype={"enum": _DATATYPES},
+        shape={"type": "array", "items": _INT},
+        data={"type": "array", "items": {"type": ["number", "string", "boolean"]}},
+        parameters=_object(binary_data_size=_INT),
+    ),
+    "V2InferResponse": _object(
+        ("model_name", "model_version", "id", "outputs"),
+        model_name=_STR,
+        model_version=_STR,
+        id=_STR,
+        outputs={"type": "array", "items": _ref("V2OutputTensor")},
+    ),
+    "PredictResponse": _object(
+        ("model", "version", "request_id", "predictions"),
+        model=_STR,
+        version=_INT,
+        request_id=_STR,
+        predictions={
+            "type": "array",
+            "items": {
+                "oneOf": [
+                    _object(
+                        ("label", "probabilities"),
+                        label={"type": ["string", "number", "boolean"]},
+                        probabilities={"type": "object", "additionalProperties": _NUM},
+                    ),
+                    _object(("prediction",), prediction={"type": ["number", "null"]}),
+                ]
             },
-            "required": ["code", "message"],
-        }
-    },
-}
-_TENSOR = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer"}},
-        "datatype": {"type": "string", "enum": ["BYTES", "FP32", "FP64", "INT64", "BOOL"]},
-        "data": {"type": "array"},
-        "parameters": {"type": "object"},
-    },
-    "required": ["name", "shape", "datatype"],
+        },
+    ),
+    "InvocationsResponse": _object(
+        ("predictions", "model", "version"),
+        predictions={"type": "array", "items": {"type": ["string", "number", "boolean", "null"]}},
+        probabilities={"type": "array", "items": {"type": "array", "items": _NUM}},
+        model=_STR,
+        version=_INT,
+    ),
+    "Reloaded": _object(
+        ("reloaded",),
+        reloaded={
+            "type": "array",
+            "items": _object(
+                ("model", "ok", "changed"),
+                model=_STR,
+                variant=_STR,
+                ok=_BOOL,
+                changed=_BOOL,
+                error=_object(("code",), code=_STR),
+                **{"from": {"type": ["integer", "null"]}, "to": {"type": ["integer", "null"]}},
+            ),
+        },
+    ),
+    "ReleaseState": _object(
+        ("name", "model", "sticky_header", "variants", "shadow", "requests"),
+        name=_STR,
+        model=_STR,
+        sticky_header=_STR,
+        variants={"type": "array", "items": {"type": "object"}},
+        shadow={"type": ["object", "null"]},
+        requests=_INT,
+    ),
 }
 
 
-def _components(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _row(spec: Any, title: str) -> dict[str, Any]:
+    """One row as JSON Schema: every column required, numbers within float32's range."""
+    row = {**spec.json_schema(), "title": title}
+    numbers = [n for n, k in zip(spec.names, spec.kinds, strict=True) if k != "string"]
+    if numbers:
+        bounded = {"minimum": -_F32_MAX, "maximum": _F32_MAX}
+        row["allOf"] = [{"properties": dict.fromkeys(numbers, bounded)}]
+    return row
+
+
+def _columns(row: dict[str, Any], max_rows: int) -> dict[str, Any]:
+    """A row's schema turned into ``{column: [value, ...]}`` (one array per column)."""
+    props = {
+        n: {"type": "array", "items": t, "minItems": 1, "maxItems": max_rows}
+        for n, t in row["properties"].items()
+    }
+    out = {**row, "properties": props, "title": row["title"].replace(" row", " columns")}
+    if "allOf" in row:
+        bounds = row["allOf"][0]["properties"]
+        out["allOf"] = [{"properties": {n: {"items": b} for n, b in bounds.items()}}]
+    return out
+
+
+def _inference(rows: list[dict[str, Any]], inputs: list[str], max_rows: int) -> dict[str, Any]:
+    """The request bodies of the three inference protocols."""
     row = {"oneOf": rows} if rows else {"type": "object"}
-    records = {"type": "array", "items": row, "minItems": 1}
+    records = {"type": "array", "items": _ref("Row"), "minItems": 1, "maxItems": max_rows}
+    scalar = {"type": ["number", "string", "boolean", "null"]}
+    by_column = [_columns(r, max_rows) for r in rows]
+    columns = {"oneOf": by_column} if by_column else {"type": "object"}
+    split = _object(
+        ("columns", "data"),
+        columns={"type": "array", "items": _STR, "uniqueItems": True},
+        data={"type": "array", "items": {"type": "array", "items": scalar}, "minItems": 1},
+    )
+    shapes = {
+        "type": "array",
+        "prefixItems": [{"type": "integer", "minimum": 1, "maximum": max_rows}, {"const": 1}],
+        "minItems": 1,
+        "maxItems": 2,
+    }
+    tensor = _object(
+        ("name", "shape", "datatype"),
+        name={"enum": inputs} if inputs else _STR,
+        shape=shapes,
+        datatype={"enum": _DATATYPES},
+        data={"type": "array"},
+        parameters=_object(binary_data_size={"type": "integer", "minimum": 0}),
+    )
     return {
         "Row": row,
-        "Error": _ERROR,
-        "PredictRequest": {
-            "type": "object",
-            "properties": {"rows": records},
-            "required": ["rows"],
-        },
-        "PredictResponse": {
-            "type": "object",
-            "properties": {
-                "model": {"type": "string"},
-                "version": {"type": "integer"},
-                "request_id": {"type": "string"},
-                "predictions": {"type": "array", "items": {"type": "object"}},
+        "PredictRequest": _object(
+            ("rows",), rows=records, key={"type": ["string", "integer", "null"]}
+        ),
+        "InvocationsRequest": {"oneOf": [_mlflow(f, split, records, columns) for f in _FORMATS]},
+        "V2Tensor": tensor,
+        "V2InferRequest": _object(
+            ("inputs",),
+            id=_STR,
+            inputs={"type": "array", "items": _ref("V2Tensor"), "minItems": 1},
+            outputs={
+                "type": "array",
+                "items": _object(("name",), name=_STR, parameters=_object(binary_data=_BOOL)),
             },
-        },
-        "InvocationsRequest": {
-            "type": "object",
-            "properties": {
-                "dataframe_split": {
-                    "type": "object",
-                    "properties": {
-                        "columns": {"type": "array", "items": {"type": "string"}},
-                        "data": {"type": "array", "items": {"type": "array"}},
-                    },
-                },
-                "dataframe_records": records,
-                "inputs": {"oneOf": [records, {"type": "object"}]},
-            },
-        },
-        "InvocationsResponse": {
-            "type": "object",
-            "properties": {
-                "predictions": {"type": "array"},
-                "probabilities": {"type": "array", "items": {"type": "array"}},
-            },
-        },
-        "V2Tensor": _TENSOR,
-        "V2InferRequest": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
-                "outputs": {"type": "array", "items": {"type": "object"}},
-                "parameters": {"type": "object"},
-            },
-            "required": ["inputs"],
-        },
-        "V2InferResponse": {
-            "type": "object",
-            "properties": {
-                "model_name": {"type": "string"},
-                "model_version": {"type": "string"},
-                "id": {"type": "string"},
-                "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
-            },
-        },
-        "V2Meta": {"type": "object"},
+            parameters=_object(binary_data_output=_BOOL),
+        ),
     }
 
 
-def _operation(e: Any, keys: bool) -> dict[str, Any]:
+def _mlflow(fmt: str, split: Any, records: Any, columns: Any) -> dict[str, Any]:
+    """One of MLflow's formats; a body carries exactly one of them."""
+    body = split if fmt == "dataframe_split" else records
+    if fmt in ("inputs", "instances"):
+        body = {"oneOf": [records, columns]}
+    others = {f: False for f in _FORMATS if f != fmt}
+    return {"type": "object", "properties": {fmt: body, **others}, "required": [fmt]}
+
+
+def _errors_of(e: Any, keys: bool) -> list[str]:
+    """The error codes an endpoint answers with by design."""
+    codes = []
+    if keys and e.scope:
+        codes += ["unauthorized", "forbidden"]
+    if e.body:
+        codes += ["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_input"]
+        if e.request is not None:
+            codes.append("too_many_rows")
+    return codes + list(e.errors)
+
+
+def _responses(e: Any, keys: bool) -> dict[str, Any]:
+    media = {"application/json": {"schema": _ref(e.response) if e.response else {"type": "object"}}}
+    if e.path == "/metrics":
+        media = {"text/plain": {"schema": _STR}}
+    elif e.request == "V2InferRequest":
+        media["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    out: dict[str, Any] = {"200": {"description": "OK", "content": media}}
+    by_status: dict[int, list[str]] = {}
+    for code in _errors_of(e, keys):
+        by_status.setdefault(STATUS[code], []).append(code)
+    error = _ref("V2Error" if e.path.startswith("/v2") else "Error")
+    for status, codes in sorted(by_status.items()):
+        out[str(status)] = {
+            "description": "An error with code " + " or ".join(codes),
+            "content": {"application/json": {"schema": error}},
+        }
+    return out
+
+
+def _parameters(e: Any, names: list[str], releases: list[str], versions: list[str]) -> list:
+    def named(among: list[str]) -> dict[str, Any]:
+        return {"type": "string", "enum": among} if among else _STR
+
+    params = []
+    for part in e.path.split("/"):
+        if not part.startswith("{"):
+            continue
+        name = part[1:-1]
+        if name == "version":
+            schema = named(versions)
+        else:
+            schema = named(releases if e.path.startswith("/admin") else names)
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    for name in e.query:
+        params.append({"name": name, "in": "query", "required": False, "schema": named(names)})
+    return params
+
+
+def _operation(e: Any, keys: bool, params: list[dict[str, Any]]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": e.summary,
         "tags": [e.tag],
         "operationId": f"{e.method.lower()}_{e.path.strip('/').replace('/', '_') or 'root'}",
-        "parameters": [
-            {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
-            for part in e.path.split("/")
-            if part.startswith("{")
-        ],
-        "responses": {
-            "200": {
-                "description": "OK",
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{e.response}"}
-                        if e.response
-                        else {"type": "object"}
-                    }
-                },
-            },
-            "default": {
-                "description": "An error, with a stable code",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        },
+        "parameters": params,
+        "responses": _responses(e, keys),
     }
     if e.request:
         op["requestBody"] = {
             "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{e.request}"}}
-            },
+            "content": {"application/json": {"schema": _ref(e.request)}},
         }
+    notes = []
+    if e.request in ("InvocationsRequest", "V2InferRequest"):
+        notes.append(
+            "Columns and tensors must hold as many values as there are rows (the shape), and "
+            "every model input must be given; otherwise 422 names the field."
+        )
     if keys and e.scope:
         op["security"] = [{"bearer": []}]
-        op["description"] = f"Needs an API key with the {e.scope!r} scope."
+        notes.append(f"Needs an API key with the {e.scope!r} scope.")
+    if notes:
+        op["description"] = " ".join(notes)
     return op
 
 
@@ -155,19 +317,29 @@ def openapi_document(app: Any) -> dict[str, Any]:
 
     from keel.serve._routes import ENDPOINTS
 
-    rows = []
+    rows, inputs, versions = [], [], set()
     for name, slot in app.slots.items():
         if slot.live is not None:
-            rows.append({**slot.live.spec.json_schema(), "title": f"{name} row"})
+            rows.append(_row(slot.live.spec, f"{name} row"))
+            inputs += [n for n in slot.live.spec.names if n not in inputs]
+        versions |= {str(leaf.live.version) for leaf in slot.leaves() if leaf.live is not None}
+    names = list(app.slots)
+    releases = [n for n, s in app.slots.items() if getattr(s, "release", None) is not None]
     keys = app.keys is not None
     paths: dict[str, dict[str, Any]] = {}
     for e in ENDPOINTS:
-        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, keys)
+        params = _parameters(e, names, releases, sorted(versions))
+        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, keys, params)
+    schemas = {
+        **_ERRORS,
+        **_STATIC,
+        **_inference(rows, inputs, app.config.max_request_rows),
+    }
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "keel model server", "version": version("keel")},
         "paths": paths,
-        "components": {"schemas": _components(rows)},
+        "components": {"schemas": schemas},
     }
     if keys:
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}

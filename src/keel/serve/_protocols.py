@@ -80,7 +80,15 @@ async def predict(req: Request) -> Response:
     rows = body.get("rows") if isinstance(body, dict) else None
     if isinstance(rows, list):
         _check_rows(req, len(rows))
-    dep = _pick(req, slot, key=body.get("key") if isinstance(body, dict) else None)
+    key = body.get("key") if isinstance(body, dict) else None
+    if key is not None and (type(key) is not str and type(key) is not int):
+        got = _codec.describe(key)
+        raise ServeError(
+            "invalid_input",
+            f"key: expected a string or an integer (the sticky key), got {got}",
+            [{"field": "key", "expected": "a string or an integer", "got": got}],
+        )
+    dep = _pick(req, slot, key=key)
     feed = _codec.feed_from_records(rows, dep.spec, "rows")
     out = await _run(req, dep, feed)
     return _answer(

@@ -21,7 +21,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 class Endpoint:
     """One route. ``scope``: the API key scope it needs (None: public). ``body``: None (no
     body), ``json`` (application/json) or ``oip`` (JSON, no content type, or binary
-    tensors). ``request``/``response``: OpenAPI component names."""
+    tensors). ``request``/``response``: OpenAPI component names. ``query``: the query
+    parameters it reads (each names a served model). ``errors``: the error codes the handler
+    itself may answer with (auth, content type, body and size errors follow from ``scope``
+    and ``body``)."""
 
     method: str
     path: str
@@ -32,15 +35,42 @@ class Endpoint:
     body: str | None = None
     request: str | None = None
     response: str | None = None
+    query: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
 
 
 E = Endpoint
+_MODEL = ("model_not_found", "not_ready")
 ENDPOINTS: tuple[Endpoint, ...] = (
-    E("GET", "/healthz", p.healthz, "The process is alive.", "health", scope=None),
-    E("GET", "/readyz", p.readyz, "Every routed model is loaded and warm.", "health", scope=None),
+    E(
+        "GET",
+        "/healthz",
+        p.healthz,
+        "The process is alive.",
+        "health",
+        scope=None,
+        response="Health",
+    ),
+    E(
+        "GET",
+        "/readyz",
+        p.readyz,
+        "Every routed model is loaded and warm.",
+        "health",
+        scope=None,
+        response="Ready",
+        errors=("not_ready",),
+    ),
     E("GET", "/metrics", p.metrics, "Prometheus metrics.", "health", scope=None),
     E("GET", "/openapi.json", p.openapi, "This document.", "health"),
-    E("GET", "/models", p.list_models, "The routed models and the versions answering.", "keel"),
+    E(
+        "GET",
+        "/models",
+        p.list_models,
+        "The routed models and the versions answering.",
+        "keel",
+        response="Models",
+    ),
     E(
         "POST",
         "/models/{name}/predict",
@@ -50,6 +80,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body="json",
         request="PredictRequest",
         response="PredictResponse",
+        errors=_MODEL,
     ),
     E(
         "POST",
@@ -60,11 +91,37 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body="json",
         request="InvocationsRequest",
         response="InvocationsResponse",
+        query=("model",),
+        errors=_MODEL,
     ),
-    E("GET", "/v2", p.v2_server, "Server metadata (Open Inference Protocol v2).", "v2"),
-    E("GET", "/v2/health/live", p.v2_live, "Liveness.", "v2", scope=None),
-    E("GET", "/v2/health/ready", p.v2_ready, "Readiness.", "v2", scope=None),
-    E("GET", "/v2/models/{name}", p.v2_metadata, "Model metadata.", "v2", response="V2Meta"),
+    E(
+        "GET",
+        "/v2",
+        p.v2_server,
+        "Server metadata (Open Inference Protocol v2).",
+        "v2",
+        response="V2Server",
+    ),
+    E("GET", "/v2/health/live", p.v2_live, "Liveness.", "v2", scope=None, response="V2Live"),
+    E(
+        "GET",
+        "/v2/health/ready",
+        p.v2_ready,
+        "Readiness.",
+        "v2",
+        scope=None,
+        response="V2Ready",
+        errors=("not_ready",),
+    ),
+    E(
+        "GET",
+        "/v2/models/{name}",
+        p.v2_metadata,
+        "Model metadata.",
+        "v2",
+        response="V2Meta",
+        errors=_MODEL,
+    ),
     E(
         "GET",
         "/v2/models/{name}/versions/{version}",
@@ -72,14 +129,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Model version metadata.",
         "v2",
         response="V2Meta",
+        errors=_MODEL,
     ),
-    E("GET", "/v2/models/{name}/ready", p.v2_model_ready, "Model readiness.", "v2"),
+    E(
+        "GET",
+        "/v2/models/{name}/ready",
+        p.v2_model_ready,
+        "Model readiness.",
+        "v2",
+        response="V2ModelReady",
+        errors=_MODEL,
+    ),
     E(
         "GET",
         "/v2/models/{name}/versions/{version}/ready",
         p.v2_model_ready,
         "Model version readiness.",
         "v2",
+        response="V2ModelReady",
+        errors=_MODEL,
     ),
     E(
         "POST",
@@ -90,6 +158,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body="oip",
         request="V2InferRequest",
         response="V2InferResponse",
+        errors=_MODEL,
     ),
     E(
         "POST",
@@ -100,6 +169,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body="oip",
         request="V2InferRequest",
         response="V2InferResponse",
+        errors=_MODEL,
     ),
     E(
         "POST",
@@ -108,6 +178,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Re-resolve aliases and swap in new versions (?model=NAME for one).",
         "admin",
         scope="admin",
+        response="Reloaded",
+        query=("model",),
+        errors=("model_not_found",),
     ),
     E(
         "GET",
@@ -116,6 +189,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "A release's config (variants, weights, shadow) and per-variant request counts.",
         "admin",
         scope="admin",
+        response="ReleaseState",
+        errors=("model_not_found",),
     ),
 )
 
