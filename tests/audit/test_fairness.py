@@ -98,7 +98,6 @@ def test_hand_computed_equalized_odds():
 
 def test_random_data_single_and_intersectional(adult_like):
     y_true, y_pred, sf = adult_like
-    check_against_fairlearn(y_true, y_pred, sf["sex"])
     check_against_fairlearn(y_true, y_pred, sf["race"])
     check_against_fairlearn(y_true, y_pred, sf)
 
@@ -125,7 +124,7 @@ def labelled(draw):
     return np.array(y_true), np.array(y_pred), np.array(groups)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(labelled())
 def test_property_equals_fairlearn(data):
     y_true, y_pred, groups = data

@@ -270,7 +270,7 @@ def grouped_data(draw):
     return y_true, y_pred, g1, g2, scores
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(grouped_data())
 def test_property_equals_metricframe(data):
     y_true, y_pred, g1, g2, scores = data
@@ -297,7 +297,7 @@ def test_adult_by_sex_and_race_equals_metricframe():
     y_true = (df["income"] == ">50K").to_numpy().astype(int)
     # a transparent rule as the "model": predicted >50K with 13+ years of education
     y_pred = (df["education-num"] >= 13).to_numpy().astype(int)
-    for sf in (df["sex"], df["race"], df[["sex", "race"]]):
+    for sf in (df["race"], df[["sex", "race"]]):
         gm = group_metrics(y_true, y_pred, sf)
         assert_frames_close(gm.to_frame(), fairlearn_frame(y_true, y_pred, sf))
     by_sex = group_metrics(y_true, y_pred, df["sex"]).to_frame()
