@@ -302,3 +302,14 @@ def test_adult_by_sex_and_race_equals_metricframe():
         assert_frames_close(gm.to_frame(), fairlearn_frame(y_true, y_pred, sf))
     by_sex = group_metrics(y_true, y_pred, df["sex"]).to_frame()
     assert by_sex.loc["Female", "count"] == 10771 and by_sex.loc["Male", "count"] == 21790
+
+
+def test_boolean_labels_and_their_pos_label():
+    y_true = np.array([True, False, True, False])
+    y_pred = np.array([True, True, False, False])
+    pos = group_metrics(y_true, y_pred, ["a", "a", "b", "b"])
+    neg = group_metrics(y_true, y_pred, ["a", "a", "b", "b"], pos_label=False)
+    assert pos.metrics["selection_rate"].tolist() == [1.0, 0.0]
+    assert neg.metrics["selection_rate"].tolist() == [0.0, 1.0]
+    with pytest.raises(InvalidInput, match=r"y_true: expected pos_label True or False.*'yes'"):
+        group_metrics(y_true, y_pred, ["a"] * 4, pos_label="yes")

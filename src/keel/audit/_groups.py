@@ -139,7 +139,13 @@ def binary(y: Any, name: str, pos_label: Any = None) -> np.ndarray:
     if arr.ndim != 1:
         raise InvalidInput(f"{name}: expected a 1-D array of labels, got shape {arr.shape}")
     if arr.dtype == bool:
-        return arr if pos_label in (None, True, 1) else ~arr
+        if pos_label is None or pos_label is True or pos_label == 1:
+            return arr
+        if pos_label is False or pos_label == 0:
+            return ~arr
+        raise InvalidInput(
+            f"{name}: expected pos_label True or False for booleans, got {pos_label!r}"
+        )
     if pos_label is None:
         if arr.dtype.kind in "iuf":
             ok01 = (arr == 0) | (arr == 1)

@@ -418,7 +418,7 @@ def slice_metrics(
         if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1:
             raise InvalidInput(f"{name}: expected a whole number >= 1, got {v!r}")
     n = check_lengths(y_true=y_true, features=features, scores=scores, y_pred=y_pred)
-    table, overall = _slice_setup(task, y_true, scores, y_pred, threshold, pos_label, n)
+    table = _slice_table(task, y_true, scores, y_pred, threshold, pos_label)
     metric = metric or ("accuracy" if task == "classification" else "mae")
     probe = table(encode_groups({"all": np.zeros(n, dtype=np.int8)}))
     if metric not in probe or metric == "count":
@@ -456,9 +456,10 @@ def slice_metrics(
     }
 
 
-def _slice_setup(
-    task: str, y_true: Any, scores: Any, y_pred: Any, threshold: float, pos_label: Any, n: int
-) -> tuple[Callable[[Any], dict[str, np.ndarray]], None]:
+def _slice_table(
+    task: str, y_true: Any, scores: Any, y_pred: Any, threshold: float, pos_label: Any
+) -> Callable[[Any], dict[str, np.ndarray]]:
+    """Checks the inputs once; returns encoded groups -> per-slice metric arrays."""
     if task == "classification":
         if scores is None and y_pred is None:
             raise InvalidInput("scores: expected scores or y_pred for classification, got neither")
@@ -472,12 +473,12 @@ def _slice_setup(
             eps = np.finfo(np.float64).eps
             p = np.clip(s, eps, 1 - eps)
             loss = -(y * np.log(p) + (~y) * np.log1p(-p))
-        return (lambda enc: _classification_table(enc, y, s, pred, loss)), None
+        return lambda enc: _classification_table(enc, y, s, pred, loss)
     if task == "regression":
         if y_pred is None:
             raise InvalidInput("y_pred: expected predictions for regression, got none")
         y, p = _numeric(y_true, "y_true"), _numeric(y_pred, "y_pred")
-        return (lambda enc: _regression_table(enc, y, p)), None
+        return lambda enc: _regression_table(enc, y, p)
     raise InvalidInput(f"task: expected 'classification' or 'regression', got {task!r}")
 
 
