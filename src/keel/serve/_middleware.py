@@ -101,7 +101,9 @@ class Errors:
             await self.app(scope, receive, send_tracked)
             return
         except ServeError as exc:
-            error = exc
+            # Drop the traceback: its frames (one holds the body read so far) would form a
+            # cycle with ``error`` that only the garbage collector frees, megabytes a time.
+            error = exc.with_traceback(None)
         except ClientDisconnected:
             state["error_code"] = "client_disconnected"
             return
