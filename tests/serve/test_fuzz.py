@@ -118,7 +118,11 @@ def test_schemathesis_finds_nothing(server):
 
     operations, cases, failures, checks = _run(url, dict(auth))
 
-    print(f"\nschemathesis: {len(operations)} operations, {cases} cases, {len(failures)} failures")
+    stateful = operations.pop("Stateful tests", 0)
+    print(
+        f"\nschemathesis: {len(operations)} operations, {cases} cases "
+        f"({stateful} in stateful scenarios), {len(failures)} failures"
+    )
     assert failures == [], "\n\n".join(failures)
     # Schemathesis leaves out the operation that serves the document it was loaded from.
     assert set(operations) >= documented - {"GET /openapi.json"}, documented - set(operations)
