@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import pickle
+import re
 import select
 import socket
 import threading
@@ -201,9 +202,16 @@ def media_types(row: dict[str, Any]) -> list[tuple[str, str, bytes, str | None]]
     return cases
 
 
+# Names of the server's insides that must never reach a client.
+_INSIDES = re.compile(
+    r"\b\w+(Error|Exception)\b|orjson|numpy|onnxruntime|uvicorn|httptools|__\w+__|0x[0-9a-f]{6,}"
+)
+
+
 def check_error(status: int, data: bytes, code: str, what: str) -> None:
     assert status == STATUS[code], f"{what}: {status} {data[:300]!r}"
     assert_clean_error(data, code)
+    assert not _INSIDES.search(data.decode()), f"{what}: {data[:300]!r}"
 
 
 @pytest.mark.parametrize("path", ROUTES)
@@ -211,6 +219,18 @@ def test_a_good_request_is_answered(setup, path):
     server, row = setup
     status, _, data = call(server.url, "POST", path, good(path, row))
     assert status == 200, data
+
+
+@pytest.mark.parametrize(
+    ("shape", "data"),
+    [([1], [39]), ([1, 1], [39]), ([1, 1], [[39]]), ([1], [[39]])],
+    ids=["1d", "2d", "2d-nested", "1d-nested"],
+)
+def test_oip_takes_1d_and_2d_tensors(setup, shape, data):
+    server, row = setup
+    status, _, body = call(server.url, "POST", INFER, v2(row, shape=shape, data=data))
+    assert status == 200, body
+    assert json.loads(body)["outputs"][0]["shape"] == [1]
 
 
 def test_malformed_bodies_are_400(setup):
