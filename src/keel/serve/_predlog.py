@@ -35,7 +35,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import io
-import json
 import logging
 import math
 import random
@@ -44,14 +43,17 @@ import time
 import weakref
 from collections import defaultdict
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import insert, select
 
 from keel.errors import Conflict, InvalidInput
+from keel.serve._predblock import Block, block_table
 from keel.store import Store, _tables
 
 __all__ = ["SEGMENT_FORMAT", "SEGMENT_SCHEMA", "PredictionLog", "read_predictions"]
@@ -131,7 +133,8 @@ class PredictionLog:
         """The last flush failure, if any; its entries are kept and retried."""
         self._salt = None if seed is None else f"{seed}:".encode()
         self._rng = random.Random()
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[dict[str, Any] | Block] = []
+        self._buffered = 0  # rows in _buffer
         self._lock = threading.Lock()  # guards _buffer, _thread, _closed
         self._flush_lock = threading.Lock()  # one writer of segments at a time
         self._wake = threading.Event()
@@ -155,18 +158,41 @@ class PredictionLog:
         if not kept:
             return
         with self._lock:
-            if self._closed:
-                raise Conflict("this prediction log is closed; open a new PredictionLog")
-            if self._thread is None:
-                self._start()
-            room = self.max_buffer_rows - len(self._buffer)
+            self._open()
+            room = self.max_buffer_rows - self._buffered
             if room < len(kept):
                 self.dropped += len(kept) - max(room, 0)
                 kept = kept[: max(room, 0)]
             self._buffer.extend(kept)
-            full = len(self._buffer) >= self.segment_rows
+            self._buffered += len(kept)
+            full = self._buffered >= self.segment_rows
         if full:
             self._wake.set()
+
+    def record_block(self, block: Block) -> None:
+        """Add a batch's predictions in columns (the server's fast path; see
+        :mod:`keel.serve._predblock`), sampled by request id like :meth:`record`."""
+        if self.sample_rate < 1.0:
+            kept = block.keep([self._keep(r) for r in block.request_ids])
+            if kept is None:
+                return
+            block = kept
+        with self._lock:
+            self._open()
+            if self._buffered + block.n_rows > self.max_buffer_rows:
+                self.dropped += block.n_rows
+                return
+            self._buffer.append(block)
+            self._buffered += block.n_rows
+            full = self._buffered >= self.segment_rows
+        if full:
+            self._wake.set()
+
+    def _open(self) -> None:  # under self._lock
+        if self._closed:
+            raise Conflict("this prediction log is closed; open a new PredictionLog")
+        if self._thread is None:
+            self._start()
 
     def _keep(self, request_id: str) -> bool:
         if self._salt is None:
@@ -181,21 +207,23 @@ class PredictionLog:
         with self._flush_lock:
             with self._lock:
                 batch, self._buffer = self._buffer, []
+                rows, self._buffered = self._buffered, 0
             if not batch:
                 return 0
             try:
                 segments = _encode_segments(batch, self.segment_rows)
             except Exception:  # entries that cannot be encoded would fail every retry
                 with self._lock:
-                    self.dropped += len(batch)
+                    self.dropped += rows
                 raise
             try:
                 _commit_segments(self.store, segments)
             except BaseException:
                 with self._lock:  # keep the entries for the next try, oldest first
                     self._buffer[:0] = batch
+                    self._buffered += rows
                 raise
-            return len(batch)
+            return rows
 
     def close(self) -> None:
         """Flush what is buffered and stop the flusher; :meth:`record` refuses afterwards."""
@@ -237,7 +265,7 @@ class PredictionLog:
     def __repr__(self) -> str:
         return (
             f"PredictionLog(segment_rows={self.segment_rows}, flush_seconds="
-            f"{self.flush_seconds}, sample_rate={self.sample_rate}, buffered={len(self._buffer)})"
+            f"{self.flush_seconds}, sample_rate={self.sample_rate}, buffered={self._buffered})"
         )
 
 
@@ -281,17 +309,25 @@ def _close_open_logs() -> None:
 
 
 def _encode_segments(
-    entries: list[dict[str, Any]], segment_rows: int
+    entries: list[dict[str, Any] | Block], segment_rows: int
 ) -> list[tuple[dict[str, Any], bytes]]:
-    """``entries`` as segments, one model version each and at most ``segment_rows`` rows:
-    (the segment's ``prediction_segments`` row less its sha, its Parquet bytes)."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    """``entries`` (entry dicts and blocks) as segments, one model version each and at most
+    ``segment_rows`` rows: (the segment's ``prediction_segments`` row less its sha, its
+    Parquet bytes)."""
+    groups: dict[tuple[str, int], list[Any]] = defaultdict(list)
     for e in entries:
-        groups[(e["model"], e["version"])].append(e)
+        key = (e.model, e.version) if isinstance(e, Block) else (e["model"], e["version"])
+        groups[key].append(e)
     segments = []
     for (model, version), group in groups.items():
-        for start in range(0, len(group), segment_rows):
-            table = _to_table(group[start : start + segment_rows])
+        # consecutive entries of one kind (dicts, blocks) become one table, in order
+        parts = [
+            _block_run(list(run)) if is_block else _to_table(list(run))
+            for is_block, run in groupby(group, key=lambda e: isinstance(e, Block))
+        ]
+        whole = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        for start in range(0, whole.num_rows, segment_rows):
+            table = whole.slice(start, segment_rows)
             ts = table["ts"]
             row = dict(
                 model=model,
@@ -302,6 +338,10 @@ def _encode_segments(
             )
             segments.append((row, _parquet_bytes(table)))
     return segments
+
+
+def _block_run(blocks: list[Block]) -> pa.Table:
+    return block_table(Block.concat(blocks), SEGMENT_SCHEMA)
 
 
 def _commit_segments(store: Store, segments: list[tuple[dict[str, Any], bytes]]) -> None:
@@ -365,13 +405,17 @@ def _json(x: Any) -> str | None:
     if x is None:
         return None
     try:
-        return json.dumps(x, separators=(",", ":"), default=_json_default)
-    except (TypeError, ValueError):  # non-string keys, cycles: keep what it was, as text
-        return json.dumps(repr(x))
+        return orjson.dumps(x, default=_json_default, option=_ORJSON).decode()
+    except (TypeError, ValueError):  # cycles, huge ints: keep what it was, as text
+        return orjson.dumps(repr(x)).decode()
+
+
+# NaN and infinities become null (JSON has neither); NumPy values are written as numbers.
+_ORJSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 def _json_default(x: Any) -> Any:
-    if hasattr(x, "tolist"):  # numpy scalars and arrays
+    if hasattr(x, "tolist"):  # numpy scalars and arrays orjson does not take natively
         return x.tolist()
     return str(x)
 

@@ -140,6 +140,34 @@ class Deployment:
             for lab, p in zip(labels, probs, strict=True)
         ]
 
+    def block_of(self, items: list[Pending], outputs: dict[str, np.ndarray], done: float) -> Any:
+        """A batch's requests and answers as a prediction-log :class:`Block` (columns)."""
+        from keel.serve._predblock import Block
+
+        metas = [item.meta for item in items]  # (request id, arrival epoch, perf_counter)
+        feeds = [item.feed for item in items]
+        spec = self.spec
+        num = feeds[0]["num"] if len(feeds) == 1 else np.concatenate([f["num"] for f in feeds])
+        text = feeds[0]["text"] if len(feeds) == 1 else np.concatenate([f["text"] for f in feeds])
+        regression = self.task == "regression"
+        return Block(
+            self.model,
+            self.version,
+            [m[0] for m in metas],
+            [m[1] for m in metas],
+            [(done - m[2]) * 1000.0 for m in metas],
+            [item.n for item in items],
+            tuple(spec.names),
+            tuple(spec.num_names),
+            tuple(spec.text_names),
+            num,
+            text,
+            None if regression else outputs["label"],
+            None if regression else outputs["probabilities"],
+            None if regression else tuple(str(c) for c in self.classes),
+            outputs["variable"][:, 0] if regression else None,
+        )
+
 
 class Slot:
     """What answers one route now. ``live`` is swapped whole; readers never lock."""
