@@ -493,3 +493,23 @@ def test_bad_configuration_is_refused(models, adult):
         partial_dependence(models["lightgbm"], inputs(test), "agee")
     with pytest.raises(InvalidInput, match="max_depth"):
         surrogate_tree(models["lightgbm"], inputs(test), max_depth=0)
+
+
+def test_thread_counts_and_concurrent_calls_agree(models, adult, lgbm):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, test = adult
+    X = inputs(test.iloc[:300])
+    ref = Explainer(models["lightgbm"], n_threads=1).fit().attributions(X).values
+    for n in (2, 3):
+        got = Explainer(models["lightgbm"], n_threads=n).fit().attributions(X).values
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    rows = [as_record(test, i) for i in range(20)]
+    with ThreadPoolExecutor(3) as pool:
+        batches = [pool.submit(lgbm.attributions, X) for _ in range(2)]
+        singles = list(pool.map(lgbm.explain_one, rows * 3))
+    for b in batches:
+        np.testing.assert_allclose(b.result().values, ref, rtol=0, atol=1e-12)
+    for i, one in enumerate(singles):
+        got = np.asarray(list(one["contributions"].values()))
+        np.testing.assert_allclose(got, ref[i % 20], rtol=0, atol=1e-9)

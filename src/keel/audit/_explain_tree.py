@@ -13,6 +13,9 @@ LightGBM.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,7 @@ __all__ = ["TreeShap"]
 
 # Below this many rows a single pred_contrib call is cheaper than finding cells.
 _DIRECT_BELOW = 256
+_ONE_THREAD_BELOW = 32
 _ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| at or below it counts as zero
 _KEY_LIMIT = 2**62
 
@@ -48,6 +52,8 @@ class TreeShap:
     def __init__(self, booster: Any) -> None:
         dump = booster.dump_model()
         self.booster = booster
+        self._copies: list[Any] = []
+        self._lock = threading.Lock()
         self.n_features = int(booster.num_feature())
         self.n_classes = int(dump.get("num_tree_per_iteration", 1))
         best = int(getattr(booster, "best_iteration", 0) or 0)
@@ -84,24 +90,63 @@ class TreeShap:
             )
 
     def contributions(self, Z: np.ndarray, n_threads: int = 0) -> np.ndarray:
+        """``n_threads``: 0 for one per core. A batch is split by iterations over that many
+        Python threads, each with its own copy of the booster and one LightGBM thread
+        (many small OpenMP calls behave badly on a busy machine)."""
         Z = np.ascontiguousarray(Z, dtype=np.float64)
         n, width = len(Z), self.n_features + 1
+        workers = _cores() if n_threads <= 0 else n_threads
         if n < _DIRECT_BELOW:
-            out = self._predict(Z, 0, self.n_iterations, n_threads)
+            threads = 1 if n < _ONE_THREAD_BELOW else n_threads
+            out = _predict(self.booster, Z, 0, self.n_iterations, threads)
             return out.reshape(n, self.n_classes, width)
         cells = self._global_cells(Z)
-        phi_t = np.zeros((self.n_classes * width, n))
-        for it, feats in enumerate(self.splits):
-            key = _cell_keys(Z, cells, feats)
+        blocks = [b for b in np.array_split(np.arange(self.n_iterations), workers) if len(b)]
+        with self._lock:  # one batch at a time on the copies
+            boosters = self._boosters(len(blocks))
+            if len(blocks) == 1:
+                phi_t = self._accumulate(Z, cells, blocks[0], boosters[0])
+                return np.ascontiguousarray(phi_t.T).reshape(n, self.n_classes, width)
+            with ThreadPoolExecutor(len(blocks)) as pool:
+                parts = list(
+                    pool.map(
+                        lambda job: self._accumulate(Z, cells, *job),
+                        zip(blocks, boosters, strict=True),
+                    )
+                )
+            phi_t = parts[0]
+            for part in parts[1:]:
+                phi_t += part
+        return np.ascontiguousarray(phi_t.T).reshape(n, self.n_classes, width)
+
+    def _accumulate(
+        self, Z: np.ndarray, cells: dict[int, np.ndarray], iterations: Any, booster: Any
+    ) -> np.ndarray:
+        """Contributions of the given iterations, transposed: ``(K * (F + 1), n)``."""
+        n = len(Z)
+        phi_t = np.zeros((self.n_classes * (self.n_features + 1), n))
+        for it in iterations:
+            key = _cell_keys(Z, cells, self.splits[it])
             _, inv = np.unique(key, return_inverse=True)
             inv = inv.ravel()
             first = np.empty(int(inv.max()) + 1, dtype=np.intp)
             first[inv] = np.arange(n)
-            part = self._predict(Z[first], it, 1, n_threads)
+            part = _predict(booster, Z[first], int(it), 1, 1)
             cols = self.columns[it]
             sub = np.ascontiguousarray(part[:, cols].T)
             phi_t[cols] += np.take(sub, inv, axis=1)
-        return np.ascontiguousarray(phi_t.T).reshape(n, self.n_classes, width)
+        return phi_t
+
+    def _boosters(self, count: int) -> list[Any]:
+        """Copies of the booster, one per thread: LightGBM keeps the iteration window of a
+        predict call in the booster, so calls with different windows must not share one
+        (the original serves whole-model calls, which may come concurrently)."""
+        import lightgbm as lgb
+
+        if len(self._copies) < count:
+            text = self.booster.model_to_string(num_iteration=-1)
+            self._copies += [lgb.Booster(model_str=text) for _ in range(count - len(self._copies))]
+        return self._copies[:count]
 
     def _global_cells(self, Z: np.ndarray) -> dict[int, np.ndarray]:
         """Per split feature, each value's interval among all the model's thresholds on it;
@@ -116,15 +161,23 @@ class TreeShap:
             cells[f] = cell
         return cells
 
-    def _predict(self, Z: np.ndarray, start: int, count: int, n_threads: int) -> np.ndarray:
-        out = self.booster.predict(
-            Z,
-            start_iteration=start,
-            num_iteration=count,
-            pred_contrib=True,
-            num_threads=n_threads,
-        )
-        return np.asarray(out, dtype=np.float64).reshape(len(Z), -1)
+
+def _predict(booster: Any, Z: np.ndarray, start: int, count: int, n_threads: int) -> np.ndarray:
+    out = booster.predict(
+        Z,
+        start_iteration=start,
+        num_iteration=count,
+        pred_contrib=True,
+        num_threads=n_threads,
+    )
+    return np.asarray(out, dtype=np.float64).reshape(len(Z), -1)
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _global_thresholds(
