@@ -20,7 +20,13 @@ from keel.serve._codec import (
 )
 from keel.serve._errors import ServeError
 
-__all__ = ["decode_inputs", "encode_outputs", "output_datatype", "split_binary"]
+__all__ = [
+    "decode_inputs",
+    "encode_outputs",
+    "output_datatype",
+    "requested_outputs",
+    "split_binary",
+]
 
 _NUMERIC: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -202,37 +208,41 @@ def output_datatype(name: str, classes: list[Any] | None) -> str:
     return "FP32"
 
 
+def requested_outputs(request: dict[str, Any], names: list[str]) -> list[tuple[str, bool]]:
+    """The outputs to answer with, in order, and whether each goes binary: all of them, or
+    the request's ``outputs`` (each named once). Checked before the model runs (422)."""
+    params = _mapping(request.get("parameters"), "parameters")
+    binary_default = bool(params.get("binary_data_output", False))
+    asked = request.get("outputs")
+    if asked is None:
+        return [(name, binary_default) for name in names]
+    items = asked if isinstance(asked, list) else [None]
+    given = [o.get("name") if isinstance(o, dict) else None for o in items]
+    ok = all(isinstance(n, str) and n in names for n in given)
+    if not ok or len(set(given)) < len(given):
+        expected = f"an array of {{name}} naming each of {', '.join(names)} at most once"
+        raise ServeError(
+            "invalid_input",
+            f"outputs: expected {expected}, got {describe(asked)}",
+            [{"field": "outputs", "expected": expected, "got": describe(asked)}],
+        )
+    return [
+        (
+            o["name"],
+            bool(
+                _mapping(o.get("parameters"), f"outputs {o['name']!r} parameters").get(
+                    "binary_data", binary_default
+                )
+            ),
+        )
+        for o in items
+    ]
+
+
 def encode_outputs(
-    outputs: dict[str, np.ndarray], request: dict[str, Any], classes: list[Any] | None
+    outputs: dict[str, np.ndarray], wanted: list[tuple[str, bool]], classes: list[Any] | None
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
     """The response's output tensors (JSON, or binary where asked) and the binary chunks."""
-    asked = request.get("outputs")
-    binary_default = bool(
-        _mapping(request.get("parameters"), "parameters").get("binary_data_output", False)
-    )
-    wanted: list[tuple[str, bool]]
-    if asked is None:
-        wanted = [(name, binary_default) for name in outputs]
-    else:
-        if not isinstance(asked, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("name"), str) and o["name"] in outputs
-            for o in asked
-        ):
-            raise ServeError(
-                "invalid_input",
-                f"outputs: expected an array of {{name}} with names among {', '.join(outputs)}",
-            )
-        wanted = [
-            (
-                o["name"],
-                bool(
-                    _mapping(o.get("parameters"), f"outputs {o['name']!r} parameters").get(
-                        "binary_data", binary_default
-                    )
-                ),
-            )
-            for o in asked
-        ]
     tensors, chunks = [], []
     for name, binary in wanted:
         arr = outputs[name]

@@ -90,6 +90,7 @@ async def predict(req: Request) -> Response:
         )
     dep = _pick(req, slot, key=key)
     feed = _codec.feed_from_records(rows, dep.spec, "rows")
+    del body, rows  # keep no parsed JSON (many times the body's size) while the model runs
     out = await _run(req, dep, feed)
     return _answer(
         dep,
@@ -144,6 +145,7 @@ async def invocations(req: Request) -> Response:
         feed = _codec.feed_from_columns(payload, dep.spec, key)
     else:
         feed = _codec.feed_from_records(payload, dep.spec, key)
+    del body, payload  # keep no parsed JSON (many times the body's size) while the model runs
     out = await _run(req, dep, feed)
     if dep.task == "regression":
         answer = {"predictions": out["variable"][:, 0]}
@@ -165,14 +167,17 @@ async def v2_infer(req: Request) -> Response:
     if not isinstance(request, dict):
         raise ServeError("invalid_input", "expected a JSON object with inputs")
     dep = _pick(req, slot, req.params.get("version"))
-    out = await _run(req, dep, _oip.decode_inputs(request, dep.spec, binary))
-    tensors, chunks = _oip.encode_outputs(out, request, dep.classes)
+    feed = _oip.decode_inputs(request, dep.spec, binary)
+    wanted = _oip.requested_outputs(request, dep.output_names)
+    rid = request.get("id")
+    del body, head, binary, request  # keep no parsed JSON while the model runs
+    out = await _run(req, dep, feed)
+    tensors, chunks = _oip.encode_outputs(out, wanted, dep.classes)
     answer: dict[str, Any] = {
         "model_name": slot.route.name,
         "model_version": str(dep.version),
         "outputs": tensors,
     }
-    rid = request.get("id")
     answer["id"] = rid if isinstance(rid, str) else req.state["request_id"]
     if not chunks:
         return _answer(dep, answer)
