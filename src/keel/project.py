@@ -44,6 +44,7 @@ class Project:
     def store(self) -> Store:
         if self._store is None:
             self._store = Store.open(self.store_url, self.blob_root)
+            self._store.settings = self.settings
         return self._store
 
     def close(self) -> None:

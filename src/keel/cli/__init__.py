@@ -14,7 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     and the operating system's (a path that cannot be made or read), print one line and exit
     2 for bad input or 1 otherwise. Nothing prints a traceback unless keel itself is broken.
     """
-    from keel.cli import _export_cmds, _serve_cmds  # noqa: F401  (register their commands)
+    # importing them registers their commands
+    from keel.cli import _audit_cmds, _export_cmds, _serve_cmds  # noqa: F401
     from keel.cli._app import app
     from keel.cli._render import err_console
     from keel.errors import InvalidInput, KeelError

@@ -336,17 +336,21 @@ def alias(
         ..., metavar="ALIAS", help="Alias such as candidate or production."
     ),
     why: str = typer.Option("", help="Reason, kept in the audit trail."),
+    override: str = typer.Option(
+        None, help="Move a gated alias although the audit gates fail; the reason is recorded."
+    ),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
-    """Point an alias at a model version; every move is recorded (who, when, why).
+    """Point an alias at a model version; every move is recorded (who, when, why). A gated
+    alias (production, by the project's audit policy) needs the version to pass 'keel gate'.
 
     Example: keel alias adult-income/3 production --why "passed review"
     """
     from keel import registry
 
     with _project(project) as proj:
-        mv = registry.set_alias(proj.store, ref, alias_name, why=why)
+        mv = registry.set_alias(proj.store, ref, alias_name, why=why, override=override)
         history = registry.alias_history(proj.store, mv.name)
     if as_json:
         emit_json({"model": mv.ref, "alias": alias_name, "history": history})

@@ -266,9 +266,19 @@ def list_versions(store: Store, name: str) -> list[ModelVersion]:
 
 
 def set_alias(
-    store: Store, ref: str, alias: str, *, why: str = "", who: str | None = None
+    store: Store,
+    ref: str,
+    alias: str,
+    *,
+    why: str = "",
+    who: str | None = None,
+    override: str | None = None,
 ) -> ModelVersion:
-    """Point ``alias`` at the version ``ref`` names; the move is recorded (who, when, why)."""
+    """Point ``alias`` at the version ``ref`` names; the move is recorded (who, when, why).
+
+    An alias the project's audit policy gates (``production`` by default) moves only when
+    the version's evidence passes the gates (see :mod:`keel.audit.gates`), or with
+    ``override="reason"``, which is recorded."""
     if not _ALIAS.match(alias or ""):
         raise InvalidInput(
             f"alias: expected a letter then letters, digits, '_' or '-', got {alias!r}"
@@ -278,6 +288,10 @@ def set_alias(
         raise InvalidInput(
             f"alias: give the version to point at, e.g. {ref}/3 or {ref}@candidate; got {ref!r}"
         )
+    from keel.audit.gates import enforce
+
+    if enforce(store, ref, alias, override=override, who=who):
+        why = f"{why} [gate override: {override}]".strip()
     with store.write() as conn:
         row = _resolve(conn, ref)
         old = conn.execute(

@@ -33,6 +33,9 @@ class Store:
 
     def __init__(self, url: str, blob_root: str | Path) -> None:
         self.url = url
+        self.settings: dict[str, Any] = {}
+        """The project's settings (``keel.yaml``) when opened through a project; policies
+        such as the audit gates read them."""
         self.blobs = FileBlobStore(blob_root)
         self._engine: Engine | None = None
         self._local = threading.local()

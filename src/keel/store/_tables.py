@@ -206,3 +206,17 @@ prediction_labels = Table(
     Column("model", String(200), nullable=True),
 )
 Index("ix_prediction_labels_sha", prediction_labels.c.sha)
+
+evidence = Table(
+    "evidence",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha", SHA, nullable=False),
+    Column("format", Integer, nullable=False),
+    Column("sections", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+Index("ix_evidence_model", evidence.c.name, evidence.c.version)

@@ -1,0 +1,252 @@
+"""Gates: thresholds on evidence values that a model version must pass to take an alias.
+
+A policy is a list of rules, each ``PATH OP VALUE`` — ``performance.roc_auc >= 0.9``,
+``fairness.sex.demographic_parity_difference <= 0.05`` — where PATH names a number in the
+evidence document (see :func:`evidence_values`) and OP is one of ``<= < >= > ==``. It lives
+in the project's ``keel.yaml``::
+
+    audit:
+      sensitive: [sex, race]
+      policy:
+        - performance.roc_auc >= 0.9
+        - fairness.sex.demographic_parity_difference <= 0.05
+      gated_aliases: [production]      # the default
+
+Moving a gated alias runs the gates on the version's latest evidence and refuses when one
+fails or there is no evidence; ``override="reason"`` moves it anyway, and the override (who,
+why, which rules failed) is recorded as an event and shown on the model card.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import operator
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from keel.errors import InvalidInput, ValidationFailed
+
+__all__ = [
+    "GateResult",
+    "enforce",
+    "Policy",
+    "Rule",
+    "evidence_values",
+    "gate",
+]
+
+_OPS: dict[str, Any] = {
+    "<=": operator.le,
+    "<": operator.lt,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "==": operator.eq,
+}
+_RULE = re.compile(
+    r"^\s*(?P<path>[A-Za-z0-9_.\-:|+&]+)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>\S+)\s*$"
+)
+DEFAULT_GATED = ("production",)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``path op value``: the evidence value at ``path`` must satisfy ``op value``."""
+
+    path: str
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: Any, where: str = "policy") -> Rule:
+        if isinstance(text, Mapping):  # {path: ..., op: ..., value: ...}
+            unknown = sorted(set(map(str, text)) - {"path", "op", "value"})
+            if unknown:
+                raise InvalidInput(
+                    f"{where}: unknown key {unknown[0]!r}; expected path, op and value"
+                )
+            text = f"{text.get('path')} {text.get('op')} {text.get('value')}"
+        if not isinstance(text, str):
+            raise InvalidInput(
+                f"{where}: expected a rule like 'performance.roc_auc >= 0.9', got {text!r}"
+            )
+        m = _RULE.match(text)
+        if m is None:
+            raise InvalidInput(
+                f"{where}: expected 'PATH OP NUMBER' with OP one of {' '.join(_OPS)}, "
+                f"e.g. 'performance.roc_auc >= 0.9'; got {text!r}"
+            )
+        try:
+            value = float(m["value"])
+        except ValueError:
+            raise InvalidInput(
+                f"{where}: {m['path']}: expected a number after {m['op']}, got {m['value']!r}"
+            ) from None
+        if not math.isfinite(value):
+            raise InvalidInput(f"{where}: {m['path']}: expected a finite number, got {value}")
+        return cls(m["path"], m["op"], value)
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rules a version must pass, and the aliases they guard."""
+
+    rules: tuple[Rule, ...] = ()
+    gated_aliases: tuple[str, ...] = DEFAULT_GATED
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None) -> Policy:
+        """The policy in a project's settings (``keel.yaml``'s ``audit`` section)."""
+        audit = (settings or {}).get("audit") or {}
+        if not isinstance(audit, Mapping):
+            raise InvalidInput(f"keel.yaml: audit: expected a mapping, got {audit!r}")
+        rules = audit.get("policy") or []
+        if not isinstance(rules, list):
+            raise InvalidInput(
+                f"keel.yaml: audit.policy: expected a list of rules, got {type(rules).__name__}"
+            )
+        gated = audit.get("gated_aliases", list(DEFAULT_GATED))
+        if not isinstance(gated, list) or not all(isinstance(a, str) for a in gated):
+            raise InvalidInput(
+                f"keel.yaml: audit.gated_aliases: expected a list of aliases, got {gated!r}"
+            )
+        parsed = tuple(Rule.parse(r, f"keel.yaml: audit.policy[{i}]") for i, r in enumerate(rules))
+        return cls(parsed, tuple(gated))
+
+    def check_paths(self, values: Mapping[str, float]) -> None:
+        """Refuse rules whose path names no number in ``values``, listing the valid ones."""
+        for rule in self.rules:
+            if rule.path not in values:
+                near = difflib.get_close_matches(rule.path, list(values), n=3, cutoff=0.6)
+                hint = f"; did you mean {', '.join(near)}?" if near else ""
+                raise InvalidInput(
+                    f"policy rule {str(rule)!r}: unknown evidence path {rule.path!r}{hint} "
+                    f"Valid paths: {', '.join(sorted(values)[:60])}"
+                    + (f" … ({len(values)} in all)" if len(values) > 60 else "")
+                )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Each rule with the value found and whether it passed."""
+
+    model: str
+    evidence_id: int | None
+    checks: tuple[dict[str, Any], ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c["passed"] for c in self.checks)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [c for c in self.checks if not c["passed"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "evidence_id": self.evidence_id,
+            "passed": self.passed,
+            "checks": list(self.checks),
+        }
+
+
+def evidence_values(doc: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Every number in an evidence document by its dotted path. A metric stored as
+    ``{"value": v, "low": l, "high": h, ...}`` is reachable as ``path`` (its value) and
+    ``path.low``/``path.high``; booleans count as 0/1; lists are skipped (curves, tables)."""
+    out: dict[str, float] = {}
+    for key, v in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(v, bool):
+            out[path] = float(v)
+        elif isinstance(v, int | float):
+            if math.isfinite(v):
+                out[path] = float(v)
+        elif isinstance(v, Mapping):
+            inner = v.get("value")
+            if isinstance(inner, int | float) and not isinstance(inner, bool):
+                if math.isfinite(inner):
+                    out[path] = float(inner)
+            out.update(evidence_values(v, path + "."))
+    return out
+
+
+def gate(store: Any, ref: str, policy: Policy | None = None) -> GateResult:
+    """Run ``policy`` (default: the project's) on the latest evidence of version ``ref``.
+    Raises :class:`ValidationFailed` when the version has no evidence, and
+    :class:`InvalidInput` for a rule whose path the evidence does not have."""
+    from keel.audit._evidence import get_evidence
+
+    if policy is None:
+        policy = Policy.from_settings(getattr(store, "settings", None))
+    ev = get_evidence(store, ref, missing_ok=True)
+    if ev is None:
+        raise ValidationFailed(f"gate: {ref} has no audit evidence; run 'keel audit {ref}' first")
+    values = evidence_values(ev.doc)
+    policy.check_paths(values)
+    checks = []
+    for rule in policy.rules:
+        got = values[rule.path]
+        checks.append(
+            {
+                "rule": str(rule),
+                "path": rule.path,
+                "op": rule.op,
+                "threshold": rule.value,
+                "value": got,
+                "passed": bool(_OPS[rule.op](got, rule.value)),
+            }
+        )
+    return GateResult(ev.ref, ev.id, tuple(checks))
+
+
+def enforce(
+    store: Any, ref: str, alias: str, *, override: str | None = None, who: str | None = None
+) -> list[str]:
+    """The check :func:`keel.registry.set_alias` runs before moving ``alias`` to ``ref``:
+    nothing when the project's policy does not gate ``alias`` or has no rules; else the
+    gates must pass, or ``override`` (a reason) must be given — then the override and the
+    failed rules are recorded as a ``gate_override`` event. Returns the failed rules that
+    were overridden (empty when none failed). Raises :class:`ValidationFailed` naming every
+    failed rule, changing nothing."""
+    from keel import config, registry
+
+    policy = Policy.from_settings(getattr(store, "settings", None))
+    if alias not in policy.gated_aliases or not policy.rules:
+        return []
+    if override is not None and (not isinstance(override, str) or not override.strip()):
+        raise InvalidInput(f"override: expected a reason, got {override!r}")
+    mv = registry.get_version(store, ref)
+    try:
+        result: GateResult | None = gate(store, mv.ref, policy)
+        problems = [f"{c['rule']} (got {c['value']:.4g})" for c in result.failed] if result else []
+    except ValidationFailed as exc:  # no evidence yet
+        result, problems = None, [str(exc)]
+    if not problems:
+        return []
+    if override is None:
+        raise ValidationFailed(
+            f"alias {alias!r}: {mv.ref} fails the project's gates: {'; '.join(problems)}. "
+            f"Fix the model, or move the alias with override='reason' (--override) to "
+            f"record why it ships anyway"
+        )
+    with store.write() as conn:
+        store.add_event(
+            conn,
+            "gate_override",
+            mv.ref,
+            {
+                "alias": alias,
+                "reason": override,
+                "who": who or config.user(),
+                "failed": problems,
+                "evidence_id": result.evidence_id if result else None,
+            },
+        )
+    return problems

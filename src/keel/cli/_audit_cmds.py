@@ -1,0 +1,210 @@
+"""``keel audit`` and ``keel gate``: the evidence a model carries, and the policy it must pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from keel.cli._app import JSON, PROJECT, _project, app
+from keel.cli._render import console, emit_json, table
+
+
+@app.command("audit")
+def audit_cmd(
+    ref: str = typer.Argument(
+        None, help="Model version to audit: name/VERSION or name@alias (or use --predictions)."
+    ),
+    sensitive: list[str] = typer.Option(
+        None, help="Sensitive column (repeat); default: audit.sensitive in keel.yaml."
+    ),
+    section: list[str] = typer.Option(
+        None, help="Only these sections (repeat): performance, fairness, explanations, …"
+    ),
+    n_boot: int = typer.Option(200, help="Bootstrap replicates for the intervals."),
+    seed: int = typer.Option(0, help="Seed for every sample, bootstrap and attack."),
+    predictions: Path = typer.Option(
+        None, help="Audit a file of predictions instead (CSV/Parquet): a vendor's scores."
+    ),
+    label: str = typer.Option(None, help="With --predictions: the true-label column."),
+    score: str = typer.Option(None, help="With --predictions: the score column."),
+    threshold: float = typer.Option(0.5, help="With --predictions: positive when score ≥ this."),
+    positive: str = typer.Option(None, help="With --predictions: the positive label."),
+    out: Path = typer.Option(None, help="Also write the evidence JSON to this file."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Audit a model version on its hold-out rows — performance with intervals, calibration,
+    slices, fairness by group, explanations — and store the evidence; or audit a file of
+    predictions alone.
+
+    Example: keel audit adult-income/1 --sensitive sex --sensitive race
+             keel audit --predictions scores.csv --label y --score p --sensitive sex
+    """
+    from keel.errors import InvalidInput
+
+    if predictions is not None:
+        if ref is not None:
+            raise InvalidInput("audit: give a model or --predictions, not both")
+        if not label or not score:
+            raise InvalidInput("audit --predictions: --label and --score are required")
+        from keel.audit._predictions import audit_predictions, read_predictions_file
+
+        frame = read_predictions_file(predictions)
+        pos: Any = positive
+        if positive is not None and frame[label].dtype.kind in "iu":
+            try:
+                pos = int(positive)
+            except ValueError:
+                raise InvalidInput(
+                    f"--positive: expected one of the labels, got {positive!r}"
+                ) from None
+        doc = audit_predictions(
+            frame,
+            label=label,
+            score=score,
+            threshold=threshold,
+            sensitive=sensitive or [],
+            pos_label=pos,
+            n_boot=n_boot,
+            seed=seed,
+            source=str(predictions),
+        )
+        _write(out, doc)
+        if as_json:
+            emit_json(doc)
+            return
+        _print_evidence(doc, f"predictions in {predictions}")
+        return
+    if ref is None:
+        raise InvalidInput("audit: expected a model version (name/VERSION) or --predictions FILE")
+    from rich.progress import Progress
+
+    from keel.audit._evidence import audit
+
+    with _project(project) as proj, Progress(console=console, transient=True) as bar:
+        task = bar.add_task("audit", total=None)
+
+        def progress(name: str | None, done: int, total: int) -> None:
+            bar.update(task, total=total, completed=done, description=name or "done")
+
+        ev = audit(
+            proj.store,
+            ref,
+            sections=section or None,
+            sensitive=sensitive or None,
+            n_boot=n_boot,
+            seed=seed,
+            progress=None if as_json else progress,
+        )
+    _write(out, ev.doc)
+    if as_json:
+        emit_json(ev.to_dict())
+        return
+    _print_evidence(ev.doc, f"{ev.ref} (evidence {ev.id})")
+
+
+def _write(path: Path | None, doc: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(doc, indent=1, allow_nan=False))
+
+
+def _fmt_ci(entry: Any) -> list[Any]:
+    if not isinstance(entry, dict):
+        return [entry, None, None]
+    return [entry.get("value"), entry.get("ci_low"), entry.get("ci_high")]
+
+
+def _print_evidence(doc: dict[str, Any], what: str) -> None:
+    perf = doc.get("performance")
+    if perf:
+        names = [k for k, v in perf.items() if isinstance(v, dict) and "value" in v]
+        table(
+            f"performance of {what} (95% bootstrap intervals)",
+            ["metric", "value", "low", "high"],
+            [[k, *_fmt_ci(perf[k])] for k in names],
+        )
+        cal = perf.get("calibration") or {}
+        if "ece" in cal:
+            ece = _fmt_ci(cal["ece"])
+            console.print(
+                f"calibration: ECE {_num(ece[0])} [{_num(ece[1])}, {_num(ece[2])}], "
+                f"Brier {_num(cal.get('brier'))}"
+            )
+        worst = (perf.get("slices") or {}).get("worst") or []
+        metric = (perf.get("slices") or {}).get("metric")
+        if worst:
+            table(
+                "worst slices",
+                ["feature", "slice", "rows", str(metric), "overall"],
+                [
+                    [
+                        w.get("feature"),
+                        w.get("slice"),
+                        w.get("count"),
+                        w.get(metric),
+                        w.get("overall"),
+                    ]
+                    for w in worst[:5]
+                ],
+            )
+    fair = doc.get("fairness")
+    if fair:
+        rows = []
+        for key, ev in fair.items():
+            if key == "about":
+                continue
+            for name in (
+                "demographic_parity_difference",
+                "equalized_odds_difference",
+                "equal_opportunity_difference",
+                "disparate_impact_ratio",
+            ):
+                rows.append([key, name, *_fmt_ci(ev.get(name))])
+        table("fairness", ["groups", "disparity", "value", "low", "high"], rows)
+    expl = doc.get("explanations")
+    if expl:
+        shap = (expl.get("global") or {}).get("mean_abs_shap")
+        if isinstance(shap, dict):
+            top = sorted(shap.items(), key=lambda kv: -(kv[1] or 0))[:8]
+            table("global importance (mean |SHAP|)", ["feature", "mean |SHAP|"], top)
+    timings = doc.get("timings_s") or {}
+    if timings:
+        console.print(
+            "timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()), highlight=False
+        )
+
+
+def _num(x: Any) -> str:
+    return "—" if x is None else f"{x:.4f}"
+
+
+@app.command("gate")
+def gate_cmd(
+    ref: str = typer.Argument(..., help="Model version: name/VERSION or name@alias."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Check a model version's latest evidence against the project's audit policy
+    (keel.yaml: audit.policy); exits 1 when a rule fails.
+
+    Example: keel gate adult-income/2
+    """
+    from keel.audit.gates import gate
+
+    with _project(project) as proj:
+        result = gate(proj.store, ref)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        table(
+            f"gates for {result.model} (evidence {result.evidence_id})",
+            ["rule", "value", "result"],
+            [[c["rule"], c["value"], "pass" if c["passed"] else "FAIL"] for c in result.checks],
+        )
+        if not result.checks:
+            console.print("the project's policy has no rules (keel.yaml: audit.policy)")
+    if not result.passed:
+        raise typer.Exit(1)
