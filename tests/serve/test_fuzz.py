@@ -9,7 +9,9 @@ from collections import Counter
 
 import pytest
 
+from keel import registry
 from keel.serve import ApiKey, KeyRing, start
+from keel.train import train
 from tests.serve._support import adult_store, call_json, train_lgb
 
 MAX_EXAMPLES = 25
@@ -26,22 +28,38 @@ CROSS_FIELD = r"^(/invocations|/v2/models/\{name\}(/versions/\{version\})?/infer
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
     store, _ = adult_store(root, rows=500)
     train_lgb(store, "adult")
-    token, key = ApiKey.create("fuzzer", ["admin"])
+    age = train(store, "adult", "age", params={"n_estimators": 10}, seed=2).register(store, "age")
+    registry.set_alias(store, age.ref, "production")
+    yield store
+    store.close()
+
+
+@pytest.fixture(
+    scope="module",
+    params=["adult", "age"],
+    ids=["classifier-with-api-keys", "regressor-without-keys"],
+)
+def server(request, store):
+    """A classifier behind API keys (an admin key, so every route is reached), or a
+    regressor with no keys: both shapes of the document and of every answer."""
+    keys, auth = None, {}
+    if request.param == "adult":
+        token, key = ApiKey.create("fuzzer", ["admin"])
+        keys, auth = KeyRing([key]), {"Authorization": f"Bearer {token}"}
     running = start(
         store,
-        ["adult"],
-        keys=KeyRing([key]),
+        [request.param],
+        keys=keys,
         max_request_rows=MAX_ROWS,
         max_body_bytes=256 * 1024,
         watch_seconds=0,
     )
-    yield running.url, {"Authorization": f"Bearer {token}"}
+    yield running.url, auth
     running.stop()
-    store.close()
 
 
 def _config(url: str, auth: dict[str, str]) -> object:
