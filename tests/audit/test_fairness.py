@@ -114,6 +114,17 @@ def test_zero_division_zero_reproduces_fairlearn_on_one_class_groups():
     assert ours == 0.5  # b 1.0 minus a 0.5; c has no TPR
 
 
+def test_worst_case_follows_fairlearn_when_tpr_disparity_is_undefined():
+    # one group, no positives: the TPR ratio is 0/0; fairlearn's min([nan, 1.0]) is nan
+    args = ([0, 0], [0, 1])
+    kw = {"sensitive_features": ["a", "a"]}
+    theirs = flm.equalized_odds_ratio(*args, **kw)
+    ours = kf.equalized_odds_ratio(*args, **kw, zero_division=0.0)
+    assert np.isnan(theirs) and np.isnan(ours)
+    # FPR undefined instead (no negatives): the TPR side decides
+    assert kf.equalized_odds_difference([1, 1], [0, 1], sensitive_features=["a", "b"]) == 1.0
+
+
 @st.composite
 def labelled(draw):
     n = draw(st.integers(2, 50))

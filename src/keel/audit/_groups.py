@@ -5,7 +5,7 @@ Groups (one sensitive column, or the intersection of several) are encoded to int
 once; the per-group confusion counts come from one ``np.bincount`` over ``code * 4 +
 y_true * 2 + y_pred``; every rate is derived from those counts. ROC AUC per group is the
 Mann-Whitney U statistic on within-group mid-ranks (ties count one half), from one
-``np.lexsort`` by (group, score).
+sort by score and a stable (radix) sort by group.
 
 Agreement with fairlearn's ``MetricFrame`` (checked to 1e-9 in tests):
 
@@ -350,8 +350,10 @@ def roc_auc_by_group(
     codes: np.ndarray, n_groups: int, y_true: np.ndarray, scores: np.ndarray
 ) -> np.ndarray:
     """ROC AUC per group (NaN for a group with one class): Mann-Whitney U on within-group
-    mid-ranks, from one lexsort by (group, score)."""
-    order = np.lexsort((scores, codes))
+    mid-ranks, from one sort by score and a stable sort by group."""
+    order = np.argsort(scores, kind="stable")
+    small = np.int16 if n_groups < 2**15 else np.int64  # small ints: numpy's radix sort
+    order = order[np.argsort(codes[order].astype(small), kind="stable")]
     c, s, y = codes[order], scores[order], y_true[order]
     n = len(c)
     new = np.empty(n, dtype=bool)

@@ -105,9 +105,12 @@ def _ratio_of(values: np.ndarray, overall: np.ndarray | None) -> np.ndarray:
     return _nanmin(r)
 
 
-def _pair(a: np.ndarray, b: np.ndarray, agg: str, worst: Any) -> np.ndarray:
+def _pair(a: np.ndarray, b: np.ndarray, agg: str, larger: bool) -> np.ndarray:
+    """Combine the TPR (``a``) and FPR (``b``) disparities. ``worst_case`` is Python's
+    ``max``/``min`` over ``[a, b]`` as fairlearn computes it: NaN when ``a`` is NaN,
+    ``a`` when only ``b`` is."""
     if agg == "worst_case":
-        return worst(a, b)
+        return np.where(b > a if larger else b < a, b, a)
     both = np.stack([a, b])
     valid = ~np.isnan(both)
     total = np.where(valid, both, 0.0).sum(axis=0)
@@ -138,8 +141,8 @@ def disparities(
     return {
         "demographic_parity_difference": _difference(r["selection_rate"], ov("selection_rate")),
         "demographic_parity_ratio": _ratio_of(r["selection_rate"], ov("selection_rate")),
-        "equalized_odds_difference": _pair(tpr_d, fpr_d, agg, np.fmax),
-        "equalized_odds_ratio": _pair(tpr_r, fpr_r, agg, np.fmin),
+        "equalized_odds_difference": _pair(tpr_d, fpr_d, agg, larger=True),
+        "equalized_odds_ratio": _pair(tpr_r, fpr_r, agg, larger=False),
         "equal_opportunity_difference": tpr_d,
         "equal_opportunity_ratio": tpr_r,
         # always between groups: the lowest selection rate over the most-favoured group's
