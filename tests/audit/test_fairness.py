@@ -283,3 +283,17 @@ def test_adult_by_sex_and_race():
     dp = sex["disparities"]["demographic_parity_difference"]
     assert dp["ci_low"] <= dp["value"] <= dp["ci_high"] and dp["ci_low"] > 0
     assert len(r["features"]["race"]["groups"]) == 5
+
+
+def test_empty_and_constant_predictions():
+    with pytest.raises(InvalidInput, match=r"y_true: expected at least one row, got none"):
+        kf.fairness_report([], [], [])
+    # nobody selected: no disparity in selection, but the ratio 0/0 is undefined (as fairlearn)
+    r = kf.fairness_report([0, 1, 0, 1], [0, 0, 0, 0], ["a", "a", "b", "b"], n_boot=50)
+    ev = r["features"]["sensitive_feature_0"]
+    assert ev["disparities"]["demographic_parity_difference"]["value"] == 0.0
+    assert ev["disparities"]["demographic_parity_ratio"]["value"] is None
+    assert np.isnan(
+        flm.demographic_parity_ratio([0, 1, 0, 1], [0] * 4, sensitive_features=[0, 0, 1, 1])
+    )
+    assert ev["four_fifths_rule"]["passed"] is None
