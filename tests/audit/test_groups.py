@@ -270,7 +270,7 @@ def grouped_data(draw):
     return y_true, y_pred, g1, g2, scores
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(grouped_data())
 def test_property_equals_metricframe(data):
     y_true, y_pred, g1, g2, scores = data

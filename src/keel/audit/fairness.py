@@ -31,6 +31,7 @@ import numpy as np
 from keel.audit._groups import (
     GroupCodes,
     GroupMetrics,
+    _columns,
     _py,
     binary_pair,
     check_lengths,
@@ -426,8 +427,10 @@ def fairness_report(
     _same_length(enc_all, len(yt))
     sets: dict[str, GroupCodes] = {}
     if len(enc_all.names) > 1:
-        for i, name in enumerate(enc_all.names):
-            sets[name] = _project(enc_all, i)
+        cols = _columns(sensitive_features)
+        for name in enc_all.names:
+            # each column alone, in its own order (a categorical's categories, else sorted)
+            sets[name] = encode_groups({name: cols[name]}, missing=missing)
         if intersectional:
             sets[INTERSECTION.join(enc_all.names)] = enc_all
     else:
@@ -464,15 +467,3 @@ def fairness_report(
         },
         "features": features,
     }
-
-
-def _project(enc: GroupCodes, i: int) -> GroupCodes:
-    """The groups of one column out of an intersection encoding (no re-factorizing)."""
-    values = sorted({lab[i] for lab in enc.labels}, key=_sort_key)
-    index = {v: j for j, v in enumerate(values)}
-    lut = np.array([index[lab[i]] for lab in enc.labels], dtype=np.int64)
-    return GroupCodes((enc.names[i],), lut[enc.codes], tuple((v,) for v in values))
-
-
-def _sort_key(v: Any) -> tuple[int, Any]:
-    return (1, "") if v is None else (0, v)
