@@ -181,7 +181,7 @@ def test_sections_other_audits_add_are_rendered(carded):
     part = _section(card.markdown(), "Robustness")
     assert "| hopskipjump.success_rate | 0.250 | 0.125 | 0.375 |" in part
     assert "| hopskipjump.budget | 0.500 | — | — |" in part
-    assert "| accuracy | sigma |\n|---|---|\n| 0.810 | 0.100 |\n| 0.640 | 0.500 |" in part
+    assert "| sigma | accuracy |\n|---|---|\n| 0.100 | 0.810 |\n| 0.500 | 0.640 |" in part
     part = _section(card.markdown(), "Mitigation")
     assert "- **method**: threshold_optimizer" in part
     assert "| accuracy | 0.850 | 0.830 | -0.020 |" in part

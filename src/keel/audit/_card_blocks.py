@@ -218,7 +218,10 @@ def _training(s: Mapping[str, Any]) -> list[Block]:
         ),
         _table(
             ["parameter", "value"],
-            [[k, _flat_text(v)] for k, v in sorted(t["model_params"].items())],
+            [
+                [k, v if isinstance(v, int | float) else _flat_text(v)]
+                for k, v in sorted(t["model_params"].items())
+            ],
             "model parameters",
         ),
     ]
@@ -509,7 +512,7 @@ def generic(name: str, doc: Any) -> list[Block]:
                 walk(v, f"{path}.{k}" if path else str(k))
         elif isinstance(x, list):
             if x and all(isinstance(r, Mapping) for r in x):
-                heads = list(dict.fromkeys(k for r in x for k in r))[:8]
+                heads = _axis_first(list(dict.fromkeys(k for r in x for k in r)), x)[:8]
                 rows = [[_cell(r.get(h)) for h in heads] for r in x[:50]]
                 tables.append(_table(heads, rows, path))
             elif x and all(isinstance(r, int | float | str) for r in x):
@@ -520,6 +523,8 @@ def generic(name: str, doc: Any) -> list[Block]:
             texts.append((path, num(x)))
 
     walk(doc, "")
+    texts.sort(key=lambda t: t[0].startswith("about."))  # what was found first, setup last
+    figures.sort(key=lambda f: f[0].startswith("about."))
     out: list[Block] = []
     if texts:
         out.append(_kv(texts[:40]))
@@ -528,6 +533,19 @@ def generic(name: str, doc: Any) -> list[Block]:
     if changes:
         out.append(_table(["figure", "before", "after", "change"], changes[:120], "before/after"))
     return out + tables
+
+
+def _axis_first(heads: list[str], records: list[Any]) -> list[str]:
+    """The columns with the first strictly increasing numeric one (a budget, a noise scale,
+    an ε: what the other columns were measured at) moved to the front."""
+    for h in heads:
+        col = [r.get(h) for r in records]
+        if len(col) > 1 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in col
+        ):
+            if all(a < b for a, b in zip(col, col[1:], strict=False)):
+                return [h] + [k for k in heads if k != h]
+    return heads
 
 
 def _cell(v: Any) -> Any:
