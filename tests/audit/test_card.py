@@ -216,6 +216,13 @@ def test_statements_from_keel_yaml_or_not_stated(carded, monkeypatch):
     assert row["point"] == "1" and row["missing"] == ["intended use", "users and affected persons"]
     monkeypatch.setattr(proj.store, "settings", {"audit": {**AUDIT, "intended_use": "From audit"}})
     assert "From audit" in model_card(proj.store, mv.ref, evidence_id=ev.id).markdown()
+    plan = {"drift": "weekly PSI per feature", "owner": None}
+    monkeypatch.setattr(proj.store, "settings", {"audit": AUDIT, "card": {"monitoring": plan}})
+    card = model_card(proj.store, mv.ref, evidence_id=ev.id)
+    assert card.sections["monitoring"]["plan"] == {"drift": "weekly PSI per feature"}
+    assert "- **drift**: weekly PSI per feature" in _section(card.markdown(), "Monitoring plan")
+    assert {r["point"]: r["status"] for r in card.compliance["annex_iv"]}["9"] == "present"
+    json.dumps(card.to_dict(), allow_nan=False)
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,8 @@ def _statement(value: Any, where: str) -> Any:
         items = [str(v).strip() for v in value if str(v).strip()]
         return items or None
     if isinstance(value, Mapping):
-        return {str(k): _statement(v, f"{where}.{k}") for k, v in value.items()} or None
+        items = {str(k): _statement(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: v for k, v in items.items() if v is not None} or None
     raise InvalidInput(f"{where}: expected text or a list of texts, got {value!r}")
 
 
