@@ -513,3 +513,18 @@ def test_thread_counts_and_concurrent_calls_agree(models, adult, lgbm):
     for i, one in enumerate(singles):
         got = np.asarray(list(one["contributions"].values()))
         np.testing.assert_allclose(got, ref[i % 20], rtol=0, atol=1e-9)
+
+
+def test_a_stored_model_explains_as_the_server_would_load_it(models, adult, store):
+    """The server's path: the version's artifact loaded back, one Explainer held warm."""
+    from keel.models import load_model, save_model
+
+    _, test = adult
+    sha = save_model(models["lightgbm"], store.blobs)
+    loaded = load_model(store.blobs, sha)
+    explainer = Explainer(loaded).fit()
+    row = as_record(test, 2)
+    out = explainer.explain_one(row)
+    ref = Explainer(models["lightgbm"]).fit().explain_one(row)
+    assert out == ref
+    assert json.loads(json.dumps(out)) == out
