@@ -12,6 +12,7 @@ import pickle
 import re
 import select
 import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -264,6 +265,57 @@ def test_other_content_types_are_415(setup):
         check_error(status, data, "unsupported_media_type", f"{path} {name}")
 
 
+def binary(row: dict[str, Any], **changed: tuple) -> bytes:
+    """The good row as OIP binary tensors (a JSON header, then raw bytes); ``changed`` gives
+    a tensor's ``(datatype, raw bytes[, binary_data_size])`` instead."""
+    inputs, chunks = [], []
+    for name, value in row.items():
+        if isinstance(value, str):
+            datatype, raw = "BYTES", struct.pack("<I", len(value.encode())) + value.encode()
+        else:
+            datatype, raw = "FP32", struct.pack("<f", value)
+        datatype, raw, *size = changed.get(name, (datatype, raw))
+        params = {"binary_data_size": size[0] if size else len(raw)}
+        inputs.append({"name": name, "shape": [1, 1], "datatype": datatype, "parameters": params})
+        chunks.append(raw)
+    head = json.dumps({"inputs": inputs}).encode()
+    return b"%d\n" % len(head) + head + b"".join(chunks)
+
+
+def send_binary(url: str, body: bytes, length: str | None = None) -> tuple[int, bytes]:
+    given, _, body = body.partition(b"\n")
+    headers = {"Inference-Header-Content-Length": length or given.decode()}
+    status, _, data = call(url, "POST", INFER, body, headers, "application/octet-stream")
+    return status, data
+
+
+def test_binary_tensors_are_checked_like_json_ones(setup):
+    server, row = setup
+    status, data = send_binary(server.url, binary(row))
+    assert status == 200, data
+    nan = struct.pack("<f", float("nan"))  # NaN is a missing value, as null in JSON
+    status, data = send_binary(server.url, binary(row, age=("FP32", nan)))
+    assert status == 200, data
+    text = struct.pack("<I", 2)
+    cases = {
+        "header-length-not-a-number": (binary(row), "12x"),
+        "header-length-past-the-body": (binary(row), "999999"),
+        "size-past-the-body": (binary(row, age=("FP32", struct.pack("<f", 39), 4096)), None),
+        "size-negative": (binary(row, age=("FP32", struct.pack("<f", 39), -4)), None),
+        "fp32-three-bytes": (binary(row, age=("FP32", b"\x00\x00\x80")), None),
+        "fp32-two-values": (binary(row, age=("FP32", struct.pack("<2f", 1, 2))), None),
+        "fp32-infinity": (binary(row, age=("FP32", struct.pack("<f", float("inf")))), None),
+        "fp64-past-float32": (binary(row, age=("FP64", struct.pack("<d", 1e300))), None),
+        "bytes-for-a-number": (binary(row, age=("BYTES", text + b"39")), None),
+        "bytes-cut": (binary(row, sex=("BYTES", struct.pack("<I", 16) + b"ab")), None),
+        "bytes-bad-utf8": (binary(row, sex=("BYTES", text + b"\xff\xfe")), None),
+        "int-for-a-string": (binary(row, sex=("INT32", struct.pack("<i", 3))), None),
+    }
+    for name, case in cases.items():
+        status, data = send_binary(server.url, *case)
+        check_error(status, data, "invalid_input", name)
+
+
 def test_too_many_rows_is_413_on_every_route(setup):
     server, row = setup
     bodies = {
@@ -452,3 +504,26 @@ def test_parsed_bodies_are_not_kept_while_the_model_runs(setup):
     )
     assert one > 20 * 2**20  # the parse itself is large: the measure can see it
     assert six < 1.6 * one
+
+
+def test_the_float32_edge_is_where_the_document_puts_it(setup):
+    """Numbers just under the float32 overflow round to float32's largest value and are
+    taken; from there on they are refused. The OpenAPI document's bounds are the same."""
+    import math
+
+    server, row = setup
+    status, _, data = call(server.url, "GET", "/openapi.json")
+    bounds = json.loads(data)["components"]["schemas"]["Row"]["oneOf"][0]["allOf"][0]
+    edge = bounds["properties"]["age"]["exclusiveMaximum"]
+    assert bounds["properties"]["age"]["exclusiveMinimum"] == -edge
+    for value, expected in [
+        (math.nextafter(edge, 0), 200),
+        (-math.nextafter(edge, 0), 200),
+        (edge, 422),
+        (-edge, 422),
+    ]:
+        for path in (PREDICT, INVOCATIONS):
+            status, _, data = call(server.url, "POST", path, good(path, dict(row, age=value)))
+            assert status == expected, (path, value, data)
+        body = v2(row, data=[value])
+        assert call(server.url, "POST", INFER, body)[0] == expected, value

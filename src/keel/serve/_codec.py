@@ -32,7 +32,8 @@ __all__ = [
 
 MAX_DETAILS = 50
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "missing"})()
-_F32_MAX = float(np.finfo(np.float32).max)
+# The least magnitude that rounds to infinity as float32: every number below it is taken.
+F32_OVERFLOW = float(2**128 - 2**103)
 _NUMBER_OK = frozenset({int, float, type(None)})
 _BOOL_OK = frozenset({bool, int, float, type(None)})
 _TEXT_OK = frozenset({str, type(None)})
@@ -362,7 +363,7 @@ def n_rows(block: dict[str, np.ndarray]) -> int:
 
 def _too_big(v: Any) -> bool:
     try:
-        return abs(float(v)) > _F32_MAX
+        return abs(float(v)) >= F32_OVERFLOW
     except OverflowError:
         return True
 

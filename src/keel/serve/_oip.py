@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from keel.serve._codec import (
+    MAX_DETAILS,
     InputSpec,
     Problems,
     block_from_columns,
@@ -113,12 +114,23 @@ def decode_inputs(request: Any, spec: InputSpec, binary: bytes | None) -> dict[s
     built = {}
     for name, values in feed.items():
         if isinstance(values, np.ndarray):
-            with np.errstate(over="ignore", invalid="ignore"):
-                built[name] = values.astype(np.float32).reshape(-1, 1)
+            built[name] = _binary_column(name, values, problems)
         else:
             built[name] = column(name, kinds[name], values, problems)
     problems.raise_if_any()
     return block_from_columns(built, spec)
+
+
+def _binary_column(name: str, values: np.ndarray, problems: Problems) -> np.ndarray:
+    """A numeric binary tensor as a float32 column; values past float32's range (and
+    infinities) are refused, as in JSON."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = values.astype(np.float32).reshape(-1, 1)
+    bad = np.flatnonzero(np.isinf(out[:, 0]))
+    for i in bad[:MAX_DETAILS]:
+        problems.add(int(i), name, "a number within float32 range", values[i].item())
+    problems.count += max(0, len(bad) - MAX_DETAILS)
+    return out
 
 
 def _shape_ok(shape: Any) -> bool:
@@ -172,6 +184,9 @@ def _from_binary(name: str, datatype: str, raw: bytes, problems: Problems) -> An
             problems.add(None, name, "BYTES elements as 4-byte length + bytes", "a cut element")
             return None
         (length,) = struct.unpack_from("<I", raw, pos)
+        if pos + 4 + length > len(raw):
+            problems.add(len(values), name, f"{length} bytes as the element says", "a cut element")
+            return None
         chunk = raw[pos + 4 : pos + 4 + length]
         pos += 4 + length
         try:

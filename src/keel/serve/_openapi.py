@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from keel.serve._codec import F32_OVERFLOW
 from keel.serve._errors import STATUS
 
 __all__ = ["openapi_document"]
 
-_F32_MAX = 3.4028234663852886e38
 _NUMERIC_TYPES = ["FP32", "FP64", "FP16", "INT8", "INT16", "INT32", "INT64"]
 _UNSIGNED_TYPES = ["UINT8", "UINT16", "UINT32", "UINT64", "BOOL"]
 _DATATYPES = ["BYTES", *_NUMERIC_TYPES, *_UNSIGNED_TYPES]
@@ -158,11 +158,11 @@ _STATIC = {
 
 
 def _row(spec: Any, title: str) -> dict[str, Any]:
-    """One row as JSON Schema: every column required, numbers within float32's range."""
+    """One row as JSON Schema: every column required, numbers that are finite as float32."""
     row = {**spec.json_schema(), "title": title}
     numbers = [n for n, k in zip(spec.names, spec.kinds, strict=True) if k != "string"]
     if numbers:
-        bounded = {"minimum": -_F32_MAX, "maximum": _F32_MAX}
+        bounded = {"exclusiveMinimum": -F32_OVERFLOW, "exclusiveMaximum": F32_OVERFLOW}
         row["allOf"] = [{"properties": dict.fromkeys(numbers, bounded)}]
     return row
 
