@@ -528,3 +528,33 @@ def test_a_stored_model_explains_as_the_server_would_load_it(models, adult, stor
     ref = Explainer(models["lightgbm"]).fit().explain_one(row)
     assert out == ref
     assert json.loads(json.dumps(out)) == out
+
+
+@pytest.fixture(scope="module")
+def zoo_explainers(models, adult):
+    train, _ = adult
+    return {
+        kind: Explainer(model, n_background=10, n_permutations=2, seed=0).fit(train)
+        for kind, model in models.items()
+    }
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=st.sampled_from(list(SMALL)),
+    i=st.integers(0, 399),
+    hours=st.one_of(st.none(), st.integers(1, 99)),
+    workclass=st.sampled_from(["Private", "Never-worked", "Unheard-of", None]),
+)
+def test_every_zoo_model_adds_up_on_any_row(
+    zoo_explainers, models, adult, kind, i, hours, workclass
+):
+    _, test = adult
+    row = as_record(test, i) | {"hours-per-week": hours, "workclass": workclass}
+    out = zoo_explainers[kind].explain_one(row)
+    frame = pd.DataFrame([row]).astype({"hours-per-week": float})
+    raw = margin(models[kind], frame)[0]
+    assert abs(sum(out["contributions"].values()) + out["expected_value"] - raw) <= TOL
+    assert abs(out["output"] - raw) <= TOL
