@@ -558,3 +558,14 @@ def test_every_zoo_model_adds_up_on_any_row(
     raw = margin(models[kind], frame)[0]
     assert abs(sum(out["contributions"].values()) + out["expected_value"] - raw) <= TOL
     assert abs(out["output"] - raw) <= TOL
+
+
+def test_random_forest_mode_lightgbm_adds_up(adult):
+    """boosting 'rf' averages its trees; per-iteration contributions must still add up."""
+    train, test = adult
+    params = {"boosting_type": "rf", "subsample": 0.8, "subsample_freq": 1, "n_estimators": 10}
+    model = fit(train, "lightgbm", params)
+    X = inputs(test)
+    a = Explainer(model).fit().attributions(X)
+    raw = margin(model, X)
+    np.testing.assert_allclose(a.values.sum(1) + a.expected_value, raw, rtol=0, atol=TOL)
