@@ -2,12 +2,15 @@
 
 from keel.models._adapters import LightGBMModel, SklearnModel, check_input_frame
 from keel.models._artifact import load_model, read_manifest, save_model, trusted_type
+from keel.models._mitigated import EnsembleModel, ThresholdedModel
 from keel.models._onnx import OnnxModel
 
 __all__ = [
+    "EnsembleModel",
     "LightGBMModel",
     "OnnxModel",
     "SklearnModel",
+    "ThresholdedModel",
     "check_input_frame",
     "load_model",
     "read_manifest",

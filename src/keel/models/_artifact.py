@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from keel.errors import InvalidInput, UnsafeArtifact
+from keel.models import _mitigated
 from keel.models._adapters import LightGBMModel, SklearnModel
 from keel.models._onnx import OnnxModel
 from keel.types import BlobStore
@@ -78,6 +79,8 @@ def save_model(model: Any, blobs: BlobStore) -> str:
         components["booster"] = {"sha": blobs.put_bytes(text.encode()), "format": "lightgbm-text"}
     elif isinstance(model, OnnxModel):
         components["graph"] = {"sha": blobs.put_bytes(model.onnx_bytes), "format": "onnx"}
+    elif isinstance(model, _mitigated.ThresholdedModel | _mitigated.EnsembleModel):
+        components = _mitigated.save_components(model, blobs)
     elif isinstance(model, SklearnModel):
         components["pipeline"] = {
             "sha": blobs.put_bytes(_skops_dumps(model.pipeline)),
@@ -141,7 +144,15 @@ def _refuse_external_data(graph: bytes) -> None:
             )
 
 
-def load_model(blobs: BlobStore, sha: str) -> LightGBMModel | SklearnModel | OnnxModel:
+def load_model(
+    blobs: BlobStore, sha: str
+) -> (
+    LightGBMModel
+    | SklearnModel
+    | OnnxModel
+    | _mitigated.ThresholdedModel
+    | _mitigated.EnsembleModel
+):
     """Parse the manifest, check every component, then build the model."""
     m = read_manifest(blobs, sha)
     parts = m.get("components", {})
@@ -165,4 +176,6 @@ def load_model(blobs: BlobStore, sha: str) -> LightGBMModel | SklearnModel | Onn
         _refuse_external_data(graph)
         check_graph(graph)  # parses, checks the wiring, builds a session
         return OnnxModel(graph, m["task"], m["input_schema"], m["classes"])
+    if flavor in _mitigated.FLAVORS:
+        return _mitigated.load_mitigated(blobs, m)
     raise UnsafeArtifact(f"model artifact {sha[:12]}…: unknown flavor {flavor!r}")

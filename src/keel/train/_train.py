@@ -216,8 +216,15 @@ def _spec_columns(spec: Any, available: list[str]) -> list[str]:
     return [c for c in available if c in named]
 
 
-def build_model(prep: Prepared, model: str, params: dict[str, Any] | None, seed: int) -> Any:
-    """Fit the feature transform and the estimator on the training part; wrap it."""
+def build_model(
+    prep: Prepared,
+    model: str,
+    params: dict[str, Any] | None,
+    seed: int,
+    sample_weight: Any = None,
+) -> Any:
+    """Fit the feature transform and the estimator on the training part; wrap it.
+    ``sample_weight``: one non-negative weight per training row, given to the estimator."""
     from sklearn.pipeline import Pipeline
 
     from keel.features import compile_spec
@@ -234,7 +241,8 @@ def build_model(prep: Prepared, model: str, params: dict[str, Any] | None, seed:
     X, y = prep.train[prep.columns], prep.train[prep.target].to_numpy()
     if prep.task == "classification":
         y = y.astype(str) if y.dtype == object or pd.api.types.is_string_dtype(y) else y
-    pipe.fit(X, y)
+    fit_params = {} if sample_weight is None else {"model__sample_weight": sample_weight}
+    pipe.fit(X, y, **fit_params)
     if kind.flavor == "lightgbm":
         return LightGBMModel.from_pipeline(pipe, prep.task, prep.input_schema)
     return SklearnModel(pipe, prep.task, prep.input_schema)
@@ -263,10 +271,12 @@ def train(
     group_col: str | None = None,
     tags: dict[str, Any] | None = None,
     prepared: Prepared | None = None,
+    sample_weight: Any = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` to predict ``target``; evaluate on the hold-out part
     (``holdout`` dataset, or a ``split`` of the data); record a run with everything needed to
-    reproduce it."""
+    reproduce it. ``sample_weight``: one non-negative weight per training row (with
+    ``prepared``, the rows of ``prepared.train``), given to the estimator's fit."""
     kind = get_kind(model)
     prep = prepared or prepare(
         store,
@@ -283,10 +293,13 @@ def train(
         model=model,
     )
     _check_params(kind, prep.task, params, seed)
+    weights = None if sample_weight is None else _check_weights(sample_weight, len(prep.train))
     run = start_run(store, experiment, seed=seed, tags={"model": model, **(tags or {})})
     with run:
         _log_setup(run, prep, kind.name, {**kind.defaults, **(params or {})}, seed)
-        fitted = _fit(run, prep, model, params, seed)
+        if weights is not None:
+            run.log_params({"sample_weight": "given"})
+        fitted = _fit(run, prep, model, params, seed, weights)
         metrics = evaluate(fitted, prep.test[prep.columns], prep.test[prep.target].to_numpy())
         run.log_metrics({f"holdout_{k}": v for k, v in metrics.items()}, step=0)
         from keel.models import save_model
@@ -298,11 +311,18 @@ def train(
     )
 
 
-def _fit(run: Run, prep: Prepared, model: str, params: dict[str, Any] | None, seed: int) -> Any:
+def _fit(
+    run: Run,
+    prep: Prepared,
+    model: str,
+    params: dict[str, Any] | None,
+    seed: int,
+    sample_weight: np.ndarray | None = None,
+) -> Any:
     """Fit, turning a library's complaint about the data into one clear keel error (the run
     stays in the store, marked failed, as a record of what was tried)."""
     try:
-        return build_model(prep, model, params, seed)
+        return build_model(prep, model, params, seed, sample_weight)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, InvalidInput):
             raise
@@ -310,6 +330,25 @@ def _fit(run: Run, prep: Prepared, model: str, params: dict[str, Any] | None, se
             f"training {model!r} failed on the data: {str(exc).splitlines()[0]} "
             f"(run {run.id[:12]} is marked failed)"
         ) from None
+
+
+def _check_weights(sample_weight: Any, n: int) -> np.ndarray:
+    """Refuse weights that do not fit the training rows, before a run is opened."""
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInput("sample_weight: expected numbers, one per training row") from None
+    if w.shape != (n,):
+        raise InvalidInput(
+            f"sample_weight: expected {n} weights (one per training row), got {w.shape}"
+        )
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidInput(f"sample_weight: row {i}: expected a finite weight ≥ 0, got {w[i]!r}")
+    if w.sum() <= 0:
+        raise InvalidInput("sample_weight: every weight is 0; at least one must be positive")
+    return w
 
 
 def _check_params(kind: Any, task: str, params: dict[str, Any] | None, seed: int) -> None:
