@@ -122,6 +122,19 @@ _STATIC = {
                 ]
             },
         },
+        explanations={
+            "type": "array",
+            "description": "With explain=true: each row's SHAP values per raw feature",
+            "items": _object(
+                ("output", "expected_value", "contributions"),
+                output=_NUM,
+                expected_value=_NUM,
+                contributions={"type": "object", "additionalProperties": _NUM},
+                space=_STR,
+                method=_STR,
+                **{"class": {"type": ["string", "number", "boolean", "null"]}},
+            ),
+        },
     ),
     "InvocationsResponse": _object(
         ("predictions", "model", "version"),
@@ -209,7 +222,10 @@ def _inference(rows: list[dict[str, Any]], inputs: list[str], max_rows: int) -> 
     return {
         "Row": row,
         "PredictRequest": _object(
-            ("rows",), rows=records, key={"type": ["string", "integer", "null"]}
+            ("rows",),
+            rows=records,
+            key={"type": ["string", "integer", "null"]},
+            explain={"type": "boolean"},
         ),
         "InvocationsRequest": {"oneOf": [_mlflow(f, split, records, columns) for f in _FORMATS]},
         "V2Tensor": tensor,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from keel.errors import InvalidInput
 from keel.serve import _codec, _oip
 from keel.serve._errors import ServeError
 from keel.serve._http import Request, Response, dumps, json_response, parse_json
@@ -88,19 +89,59 @@ async def predict(req: Request) -> Response:
             f"key: expected a string or an integer (the sticky key), got {got}",
             [{"field": "key", "expected": "a string or an integer", "got": got}],
         )
+    explain = _explain_flag(body)
     dep = _pick(req, slot, key=key)
     feed = _codec.feed_from_records(rows, dep.spec, "rows")
+    kept = rows if explain else None
     del body, rows  # keep no parsed JSON (many times the body's size) while the model runs
     out = await _run(req, dep, feed)
-    return _answer(
-        dep,
-        {
-            "model": slot.route.name,
-            "version": dep.version,
-            "request_id": req.state["request_id"],
-            "predictions": dep.outputs_of(out, 0, _codec.n_rows(feed)),
-        },
-    )
+    answer = {
+        "model": slot.route.name,
+        "version": dep.version,
+        "request_id": req.state["request_id"],
+        "predictions": dep.outputs_of(out, 0, _codec.n_rows(feed)),
+    }
+    if kept is not None:
+        answer["explanations"] = await _explain(dep, kept)
+    return _answer(dep, answer)
+
+
+def _explain_flag(body: Any) -> bool:
+    """``"explain": true`` in the body asks for each row's local explanation."""
+    flag = body.get("explain", False) if isinstance(body, dict) else False
+    if type(flag) is not bool:
+        got = _codec.describe(flag)
+        raise ServeError(
+            "invalid_input",
+            f"explain: expected true or false, got {got}",
+            [{"field": "explain", "expected": "true or false", "got": got}],
+        )
+    return flag
+
+
+async def _explain(dep: Any, rows: list[Any]) -> list[dict[str, Any]]:
+    """Each row's local explanation (SHAP values per raw feature, in the model's margin),
+    computed in a thread: the model's explainer is loaded on first use."""
+    import asyncio
+    import logging
+
+    log = logging.getLogger("keel.serve")
+
+    names = dep.spec.names  # the rows were checked against them; other fields are ignored
+
+    def run() -> list[dict[str, Any]]:
+        explainer = dep.explainer()
+        return [explainer.explain_one({n: row.get(n) for n in names}) for row in rows]
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, run)
+    except ServeError:
+        raise
+    except InvalidInput as exc:
+        raise ServeError("invalid_input", f"explain: {exc}") from None
+    except Exception:  # the explainer's failure is the server's, not the caller's input
+        log.exception("serve: explaining %s failed", dep.ref)
+        raise ServeError("internal", "the explanation could not be computed") from None
 
 
 async def list_models(req: Request) -> Response:

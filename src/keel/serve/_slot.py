@@ -10,6 +10,7 @@ mix. A release (several versions by weight, and a shadow) holds a slot per varia
 from __future__ import annotations
 
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,6 +73,30 @@ class Deployment:
         self.batcher: MicroBatcher | None = None
         self.run_seconds: tuple[float, float] = (0.0, 0.0)  # fixed cost, cost per row
         self._executor: ThreadPoolExecutor | None = None
+        self.store: Any = None  # where the native model is, for explanations
+        self.artifact_sha = mv.artifact_sha
+        self.flavor = mv.flavor
+        self._explainer: Any = None
+        self._explainer_lock = threading.Lock()
+
+    def explainer(self) -> Any:
+        """The version's :class:`keel.audit.Explainer`, built on first use (blocking: call it
+        in a thread): exact TreeSHAP for LightGBM, else against 100 training rows."""
+        with self._explainer_lock:
+            if self._explainer is None:
+                from keel.audit import Explainer
+                from keel.models import load_model
+
+                model = load_model(self.store.blobs, self.artifact_sha)
+                try:
+                    self._explainer = Explainer(model).fit()
+                except InvalidInput:  # not a tree model: needs background rows
+                    from keel.export import prepared_of
+
+                    prep = prepared_of(self.store, self.ref)
+                    background = prep.train[prep.columns]
+                    self._explainer = Explainer(model).fit(background)
+            return self._explainer
 
     def run(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The graph's outputs for a block of rows (see :class:`InputSpec`)."""
@@ -234,6 +259,7 @@ def load_deployment(store: Any, ref: str, options: Any) -> Deployment:
     if got != want:
         raise InvalidInput(f"model {mv.ref}: its ONNX graph's inputs do not match its schema")
     deployment = Deployment(mv, session, spec)
+    deployment.store = store
     deployment.measure()
     return deployment
 
