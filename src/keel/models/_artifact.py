@@ -25,7 +25,14 @@ FORMAT_VERSION = 1
 # Modules whose classes a keel model may contain. Functions and classes from anywhere else
 # (os.system, builtins.eval, a user's module) are refused before anything is built.
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
-_TRUSTED_EXACT = {"builtins.slice", "collections.OrderedDict", "collections.defaultdict"}
+_TRUSTED_EXACT = {
+    "builtins.slice",
+    "collections.OrderedDict",
+    "collections.defaultdict",
+    # differentially private estimators: plain arrays after fit (see keel.audit._dp)
+    "keel.audit._dp.DPGaussianNB",
+    "keel.audit._dp.DPLogisticRegression",
+}
 
 
 def trusted_type(name: str) -> bool:
