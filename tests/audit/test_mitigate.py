@@ -20,6 +20,7 @@ from keel.audit.mitigate import (
     METHODS,
     exponentiated_gradient,
     mitigate,
+    mitigation_of,
     reweigh,
     reweighing_weights,
     table_rows,
@@ -285,8 +286,14 @@ def test_the_new_versions_record_their_lineage(fitted):
         assert run["params"]["mitigation.sensitive"] == ["sex"]
         stored = json.loads(proj.store.blobs.get_bytes(run["artifacts"]["mitigation.json"]["sha"]))
         assert stored == json.loads(json.dumps({k: v for k, v in table.items() if k != "version"}))
+        assert mitigation_of(proj.store, mv.ref) == json.loads(json.dumps(table))
         # the new version's hold-out rows are the parent's (an audit of it compares)
         assert prepared_of(proj.store, mv.ref).test.equals(prepared_of(proj.store, parent.ref).test)
+
+
+def test_a_version_no_mitigation_made_has_no_table(fitted):
+    proj, _, parent, _ = fitted
+    assert mitigation_of(proj.store, parent.ref) is None
 
 
 def test_an_audit_of_the_mitigated_version_sees_its_decisions(fitted):

@@ -49,6 +49,7 @@ __all__ = [
     "Mitigation",
     "exponentiated_gradient",
     "mitigate",
+    "mitigation_of",
     "reweigh",
     "reweighing_weights",
     "table_rows",
@@ -465,3 +466,21 @@ def mitigate(
             f"--constraint: expected one of {', '.join(CONSTRAINTS)}, got {constraint!r}"
         )
     return METHODS[method](store, ref, sensitive, constraint=constraint, **options)
+
+
+def mitigation_of(store: Store, ref: str) -> dict[str, Any] | None:
+    """The before/after table stored when version ``ref`` was made by a mitigation (with
+    ``version`` set to it), or None for a version no mitigation made: what an evidence
+    section or a model card shows as ``mitigation``."""
+    import json
+
+    from keel import registry
+    from keel.train import get_run
+
+    mv = registry.get_version(store, ref)
+    if mv.run_id is None:
+        return None
+    artifact = get_run(store, mv.run_id)["artifacts"].get("mitigation.json")
+    if artifact is None:
+        return None
+    return {**json.loads(store.blobs.get_bytes(artifact["sha"])), "version": mv.ref}
