@@ -265,16 +265,19 @@ def exponentiated_gradient(
         raise InvalidInput(f"max_iter: expected a whole number 1 or above, got {max_iter!r}")
     parent = load_parent(store, ref, sensitive, "expgrad", name)
     transformer, estimator = _estimator_parts(parent)
-    moment = getattr(red, CONSTRAINTS[constraint][0])()
     t0 = time.perf_counter()
-    Xt = transformer.transform(parent.X_train)
-    y01 = (parent.y_train == parent.positive).astype(np.int64)
-    eg = red.ExponentiatedGradient(estimator, moment, eps=float(eps), max_iter=max_iter)
+    eg = red.ExponentiatedGradient(
+        estimator, getattr(red, CONSTRAINTS[constraint][0])(), eps=float(eps), max_iter=max_iter
+    )
     try:
         with warnings.catch_warnings():
             # fairlearn 0.15's moments grow and re-type Series in ways pandas 3 deprecates
             warnings.filterwarnings("ignore", category=_pandas_deprecation())
-            eg.fit(Xt, y01, sensitive_features=group_keys(parent.prep.train, parent.sensitive))
+            eg.fit(
+                transformer.transform(parent.X_train),
+                (parent.y_train == parent.positive).astype(np.int64),
+                sensitive_features=group_keys(parent.prep.train, parent.sensitive),
+            )
     except ValueError as exc:
         raise InvalidInput(f"expgrad on {parent.mv.ref}: {str(exc).splitlines()[0]}") from None
     members, weights = _members(eg)
@@ -302,18 +305,24 @@ def exponentiated_gradient(
         seed=seed,
         info={k: settings[k] for k in ("method", "constraint", "sensitive", "eps", "max_iter")},
     )
-    after = np.asarray(model.predict(parent.X_test))
+    return _register(store, parent, model, settings, name)
+
+
+def _register(
+    store: Store, parent: Parent, model: Any, settings: dict[str, Any], name: str | None
+) -> Mitigation:
+    """Table, metrics and record of a mitigated model that decides (expgrad, threshold)."""
+    after = np.asarray(model.predict(parent.prep.test[[c["name"] for c in model.input_schema]]))
     table = _table(parent, after, settings)
-    metrics = holdout_metrics(parent.y_test, after, parent.positive)
     mv = record(
         store,
         parent,
-        method="expgrad",
+        method=settings["method"],
         settings=settings,
         table=table,
         name=name,
         model=model,
-        metrics=metrics,
+        metrics=holdout_metrics(parent.y_test, after, parent.positive),
     )
     return Mitigation(mv, {**table, "version": mv.ref})
 
@@ -390,9 +399,6 @@ def threshold_optimizer(
         raise InvalidInput(f"grid_size: expected a whole number 10 or above, got {grid_size!r}")
     parent = load_parent(store, ref, sensitive, "threshold", name)
     t0 = time.perf_counter()
-    pos = parent.classes.index(parent.positive)
-    scores = np.asarray(parent.model.predict_proba(parent.X_train), dtype=np.float64)[:, pos]
-    y01 = (parent.y_train == parent.positive).astype(np.int64)
     to = ThresholdOptimizer(
         estimator=_score_estimator(),
         constraints=CONSTRAINTS[constraint][1],
@@ -401,7 +407,12 @@ def threshold_optimizer(
         prefit=True,
         predict_method="predict",
     )
-    to.fit(scores[:, None], y01, sensitive_features=group_keys(parent.prep.train, parent.sensitive))
+    pos = parent.classes.index(parent.positive)
+    to.fit(
+        np.asarray(parent.model.predict_proba(parent.X_train), dtype=np.float64)[:, [pos]],
+        (parent.y_train == parent.positive).astype(np.int64),
+        sensitive_features=group_keys(parent.prep.train, parent.sensitive),
+    )
     rule = {
         "method": "threshold",
         "constraint": constraint,
@@ -423,20 +434,7 @@ def threshold_optimizer(
     }
     schema = [*parent.mv.input_schema, *parent.extra_inputs()]
     model = ThresholdedModel(parent.model, rule, schema, seed=seed, base_sha=parent.mv.artifact_sha)
-    after = np.asarray(model.predict(parent.prep.test[[c["name"] for c in schema]]))
-    table = _table(parent, after, settings)
-    metrics = holdout_metrics(parent.y_test, after, parent.positive)
-    mv = record(
-        store,
-        parent,
-        method="threshold",
-        settings=settings,
-        table=table,
-        name=name,
-        model=model,
-        metrics=metrics,
-    )
-    return Mitigation(mv, {**table, "version": mv.ref})
+    return _register(store, parent, model, settings, name)
 
 
 # ---------------------------------------------------------------- one entry point
