@@ -200,6 +200,15 @@ def test_every_command_has_help_with_an_example():
         "alias",
         "lineage",
         "demo",
+        "audit",
+        "gate",
+        "mitigate",
+        "card",
+        "defend",
+        "epsilon",
+        "compare",
+        "serve",
+        "release",
     ]:
         out = subprocess.run([exe, cmd, "--help"], capture_output=True, text=True, check=True)
         assert "Example: keel" in out.stdout, cmd

@@ -1,5 +1,7 @@
 """The end-to-end demo, as `make demo` runs it (fewer trials and requests)."""
 
+from pathlib import Path
+
 import pytest
 
 from keel import registry
@@ -8,20 +10,32 @@ from keel.project import open_project
 
 
 @pytest.mark.slow
-def test_demo_serves_a_canary_and_compares(tmp_path):
+def test_demo_audits_gates_serves_a_canary_and_writes_a_card(tmp_path):
     res = run_demo(tmp_path / "demo", n_trials=2, executor="inline", progress=False, requests=400)
+    a = res.audit
+    # the search's best model fails the fairness gate; reweighing lowers the disparity
+    assert not a["best"]["passed"] and any("demographic_parity" in r for r in a["best"]["failed"])
+    assert a["reweigh"]["dp_sex"] < a["best"]["dp_sex"]
+    assert a["threshold"]["dp_sex"] < a["best"]["dp_sex"]
+    prod = res.model_ref
+    assert prod == a["reweigh"]["ref"]
     t = res.traffic
     assert t["requests"] == 400 and t["labels_matched"] == 400
-    served = t["served_by_version"]
-    assert set(served) == {1, 2}  # production and the 10% canary answered, the shadow never
-    assert 15 <= served[2] <= 70  # 10% of 400, sticky by caller key
-    versions = res.comparison["versions"]
-    assert versions["1"]["aliases"] == ["production"] and versions["2"]["aliases"] == ["candidate"]
-    assert versions["3"]["aliases"] == ["challenger"] and versions["3"]["rows"] == 400
-    for v in ("1", "2", "3"):
-        assert versions[v]["labeled"] == versions[v]["rows"]
-        assert 0.75 < versions[v]["metrics"]["accuracy"] <= 1
-        assert 0.8 < versions[v]["metrics"]["roc_auc"] <= 1
-    assert res.comparison["pairs"]["1:3"]["rows"] == served[1]
     with open_project(res.project) as proj:
-        assert registry.get_version(proj.store, f"{MODEL_NAME}@production").version == 1
+        assert registry.get_version(proj.store, f"{MODEL_NAME}@production").ref == prod
+        canary = registry.get_version(proj.store, f"{MODEL_NAME}@candidate").version
+        shadow = registry.get_version(proj.store, f"{MODEL_NAME}@challenger").version
+        overrides = proj.store.events("gate_override")
+    assert bool(overrides) == bool(a.get("override"))  # only when the gate failed
+    served = t["served_by_version"]
+    production = int(prod.split("/")[1])
+    assert set(served) == {production, canary}  # the shadow never answers
+    assert 15 <= served[canary] <= 70  # 10% of 400, sticky by caller key
+    versions = res.comparison["versions"]
+    assert versions[str(shadow)]["rows"] == 400
+    for v in (production, canary, shadow):
+        assert versions[str(v)]["labeled"] == versions[str(v)]["rows"]
+        assert 0.75 < versions[str(v)]["metrics"]["accuracy"] <= 1
+    assert res.comparison["pairs"][f"{production}:{shadow}"]["rows"] == served[production]
+    html = Path(res.card["html"]).read_text()
+    assert "<svg" in html and prod in html and "http://" not in html

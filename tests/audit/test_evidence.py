@@ -248,3 +248,18 @@ def test_no_evidence_is_not_found(trained):
     )
     with pytest.raises(NotFound, match="keel audit"):
         get_evidence(proj.store, mv2.ref)
+
+
+def test_cli_defend_and_epsilon(trained, capsys):
+    proj, root, mv = trained
+    code = main(["defend", mv.ref, "-C", str(root), "--rows", "30", "--eval-rows", "10", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["model"] and out["parent"] == mv.ref
+    assert set(out["before"]) == set(out["after"]) and "clean_accuracy" in out["before"]
+    assert registry.get_version(proj.store, out["model"]).version > mv.version
+    code = main(["epsilon", mv.ref, "-C", str(root), "--epsilon", "1", "--repeats", "1", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and {r["epsilon"] for r in out["rows"]} == {1.0}
+    assert all(0 <= r["accuracy"] <= 1 for r in out["rows"])
+    code = main(["epsilon", mv.ref, "-C", str(root), "--epsilon", "-1"])
+    assert code == 2 and "epsilon" in capsys.readouterr().err.lower()

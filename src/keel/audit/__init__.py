@@ -50,7 +50,18 @@ from keel.audit.fairness import (
     fairness_report,
 )
 from keel.audit.gates import GateResult, Policy, Rule, evidence_values, gate
+from keel.audit.mitigate import (
+    Mitigation,
+    exponentiated_gradient,
+    mitigate,
+    mitigation_of,
+    reweigh,
+    reweighing_weights,
+    threshold_optimizer,
+)
 from keel.audit.performance import calibration, performance_report, slice_metrics
+from keel.audit.privacy import accuracy_vs_epsilon, membership_inference, privacy_section
+from keel.audit.robustness import adversarial_training, robustness_report, robustness_section
 
 __all__ = [
     "DISPARITIES",
@@ -64,8 +75,11 @@ __all__ = [
     "GateResult",
     "GroupCodes",
     "GroupMetrics",
+    "Mitigation",
     "Policy",
     "Rule",
+    "accuracy_vs_epsilon",
+    "adversarial_training",
     "audit",
     "audit_predictions",
     "calibration",
@@ -79,19 +93,29 @@ __all__ = [
     "equalized_odds_ratio",
     "evidence_values",
     "explanation_evidence",
+    "exponentiated_gradient",
     "fairness_report",
     "gate",
     "get_evidence",
     "group_metrics",
     "list_evidence",
+    "membership_inference",
     "metrics_from_codes",
+    "mitigate",
+    "mitigation_of",
     "model_card",
     "partial_dependence",
     "performance_report",
     "permutation_importance",
+    "privacy_section",
+    "reweigh",
+    "reweighing_weights",
+    "robustness_report",
+    "robustness_section",
     "save_evidence",
     "shap_importance",
     "slice_metrics",
     "surrogate_tree",
+    "threshold_optimizer",
     "write_card",
 ]

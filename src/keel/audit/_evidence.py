@@ -200,6 +200,18 @@ def _explanations(ctx: AuditContext) -> dict[str, Any]:
     )
 
 
+def _robustness(ctx: AuditContext) -> dict[str, Any]:
+    from keel.audit.robustness import robustness_section
+
+    return robustness_section(ctx)
+
+
+def _privacy(ctx: AuditContext) -> dict[str, Any]:
+    from keel.audit.privacy import privacy_section
+
+    return privacy_section(ctx)
+
+
 def _binary_only(ctx: AuditContext, section: str) -> None:
     if ctx.mv.task != "classification" or len(ctx.classes) != 2:
         raise InvalidInput(
@@ -213,6 +225,8 @@ SECTIONS: dict[str, Callable[[AuditContext], dict[str, Any]]] = {
     "performance": _performance,
     "fairness": _fairness,
     "explanations": _explanations,
+    "robustness": _robustness,
+    "privacy": _privacy,
 }
 
 
@@ -257,8 +271,10 @@ def audit(
 ) -> Evidence:
     """Audit model version ``ref`` on its hold-out rows and store the evidence.
 
-    ``sections``: which of :data:`SECTIONS` (default: all). ``sensitive``: the sensitive
-    columns (default: ``audit.sensitive`` of the project's ``keel.yaml``). ``seed``,
+    ``sections``: which of :data:`SECTIONS` (default: every one that applies to the model;
+    those that do not, e.g. fairness without sensitive columns or robustness of a regressor,
+    are listed under ``skipped`` with the reason; named ones must apply). ``sensitive``: the
+    sensitive columns (default: ``audit.sensitive`` of the project's ``keel.yaml``). ``seed``,
     ``n_boot`` (bootstrap replicates) and ``sample`` (rows for the costly sections) are
     recorded in the document. ``progress``: a callable ``(section, done, total)``."""
     from keel import registry
@@ -324,8 +340,19 @@ def audit(
         if progress is not None:
             progress(name, i, len(chosen))
         t0 = time.perf_counter()
-        doc[name] = SECTIONS[name](ctx)
+        try:
+            doc[name] = SECTIONS[name](ctx)
+        except InvalidInput as exc:
+            if sections is not None:  # asked for by name: it must apply
+                raise
+            doc.setdefault("skipped", {})[name] = str(exc)
+            continue
         doc["timings_s"][name] = time.perf_counter() - t0
+    from keel.audit.mitigate import mitigation_of
+
+    table = mitigation_of(store, mv.ref)
+    if table is not None:  # a mitigated version carries its before/after table
+        doc["mitigation"] = table
     if progress is not None:
         progress(None, len(chosen), len(chosen))
     if not save:

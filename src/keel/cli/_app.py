@@ -418,6 +418,7 @@ def demo(
                 "project": str(res.project),
                 "seconds": seconds,
                 "tradeoff": res.tradeoff.to_dict(),
+                "card": res.card,
             }
         )
         return
@@ -442,6 +443,30 @@ def demo(
         ["metric", "value"],
         [[k, v] for k, v in res.metrics.items()],
     )
+    a = res.audit
+    table(
+        "audit and gates (keel.yaml: audit.policy) — fairness by sex, before and after mitigation",
+        ["version", "what", "accuracy", "roc_auc", "DP difference (sex)", "gates"],
+        [
+            [
+                a[k]["ref"],
+                what,
+                a[k]["accuracy"],
+                a[k]["roc_auc"],
+                a[k]["dp_sex"],
+                "pass" if a[k]["passed"] else "FAIL: " + "; ".join(a[k]["failed"]),
+            ]
+            for k, what in (
+                ("best", "best of search"),
+                ("reweigh", "reweighing"),
+                ("threshold", "ThresholdOptimizer"),
+            )
+        ],
+    )
+    if a.get("override"):
+        console.print(
+            f"[yellow]production moved with a recorded override:[/yellow] {a['override']}"
+        )
     p = res.parity
     console.print(
         f"[bold]ONNX export[/bold] of {res.model_ref}: parity on {p['rows']:,} hold-out rows, "
@@ -468,4 +493,5 @@ def demo(
     details[("model", mv.ref)] = {"label": f"{mv.ref} @ {', '.join(mv.aliases)}"}
     console.print("[bold]lineage[/bold]")
     console.print(lineage_tree(root, details))
+    console.print(f"[bold]model card[/bold]: {res.card['html']} (and card.md beside it)")
     console.print(f"project: {res.project}   total {seconds:.1f} s")

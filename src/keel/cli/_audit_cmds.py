@@ -208,3 +208,68 @@ def gate_cmd(
             console.print("the project's policy has no rules (keel.yaml: audit.policy)")
     if not result.passed:
         raise typer.Exit(1)
+
+
+@app.command("defend")
+def defend_cmd(
+    ref: str = typer.Argument(..., help="Model version to harden: name/VERSION or name@alias."),
+    rows: int = typer.Option(500, help="Training rows to attack for augmentation."),
+    eval_rows: int = typer.Option(100, help="Hold-out rows attacked before and after."),
+    seed: int = typer.Option(0, help="Seed for the samples and the attack."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Adversarial training: attack training rows with HopSkipJump, add the examples with
+    their true labels, retrain the same model and register it as a new version; prints
+    clean accuracy and attack success before and after on the same hold-out rows.
+
+    Example: keel defend adult-income/1 --rows 500
+    """
+    from keel.audit import adversarial_training
+
+    with _project(project) as proj:
+        mv, result = adversarial_training(
+            proj.store, ref, n_rows=rows, eval_rows=eval_rows, seed=seed
+        )
+    if as_json:
+        emit_json({"model": mv.ref if mv else None, **result})
+        return
+    console.print(f"[green]registered[/green] {mv.ref if mv else '(not registered)'}")
+    table(
+        f"adversarial training of {ref}",
+        ["", "before", "after"],
+        [[k, v, result["after"].get(k)] for k, v in result["before"].items()],
+    )
+
+
+@app.command("epsilon")
+def epsilon_cmd(
+    ref: str = typer.Argument(..., help="Model version whose data to use: name/VERSION."),
+    epsilon: list[float] = typer.Option(
+        None, help="Privacy budgets ε (repeat; default 0.1 0.5 1 5 10 inf)."
+    ),
+    repeats: int = typer.Option(3, help="DP fits per ε (new noise each)."),
+    seed: int = typer.Option(0, help="Seed of the first fit."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Hold-out accuracy of differentially private models (diffprivlib) at each ε, on a
+    model version's training and hold-out rows: the price of privacy on this data.
+
+    Example: keel epsilon adult-income/1 --epsilon 0.5 --epsilon 1 --epsilon 5
+    """
+    from keel.audit import accuracy_vs_epsilon
+
+    kw: dict[str, Any] = {"repeats": repeats, "seed": seed}
+    if epsilon:
+        kw["epsilons"] = epsilon
+    with _project(project) as proj:
+        out = accuracy_vs_epsilon(proj.store, ref, **kw)
+    if as_json:
+        emit_json(out)
+        return
+    table(
+        f"accuracy vs ε on {out['ref']} (majority class: {out['majority_class_accuracy']:.4f})",
+        ["model", "ε", "accuracy", "± std"],
+        [[r["model"], r["epsilon"], r["accuracy"], r["accuracy_std"]] for r in out["rows"]],
+    )
