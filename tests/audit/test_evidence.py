@@ -166,6 +166,7 @@ def test_cli_audit_gate_and_override(trained, capsys):
     result = json.loads(capsys.readouterr().out)
     assert code == (0 if result["passed"] else 1)
     assert [c["rule"] for c in result["checks"]] == [str(Rule.parse(r)) for r in POLICY["policy"]]
+    stored = len(list_evidence(proj.store))
     code = main(
         [
             "audit",
@@ -182,6 +183,7 @@ def test_cli_audit_gate_and_override(trained, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and "'nope'" in err and "columns" in err
+    assert len(list_evidence(proj.store)) == stored  # nothing stored
     code = main(["audit", mv.ref, "-C", str(root), "--section", "robust"])
     assert code == 2 and "unknown section 'robust'" in capsys.readouterr().err
 
