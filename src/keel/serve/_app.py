@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ class KeelApp:
         self.keys = keys
         self.sink = sink
         self.metrics = ServerMetrics()
+        self._monitor_seen: dict[str, int] = {}  # model -> newest monitor event gauged
         self.router = Router(ENDPOINTS)
         self.started = threading.Event()  # set when the first load of every route is done
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -236,11 +238,39 @@ class KeelApp:
                     await asyncio.sleep(min(0.5, every))
                     await self.reload_moved()
                 mark = now
+                await asyncio.to_thread(self.refresh_monitor_gauges)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("serve: watching the registry for alias moves failed")
             await asyncio.sleep(every)
+
+    def refresh_monitor_gauges(self) -> None:
+        """Set ``keel_monitor_value`` from the newest ``monitor`` event of each served model
+        (written by ``keel monitor run``): drift share, performance, fairness, window size."""
+        import json
+
+        from sqlalchemy import select
+
+        from keel.store import _tables
+
+        t = _tables.events
+        models = {leaf.route.model for top in self.slots.values() for leaf in top.leaves()}
+        with self.store.read() as conn:
+            for model in models:
+                row = conn.execute(
+                    select(t.c.id, t.c.payload_json)
+                    .where(t.c.kind == "monitor", t.c.subject == model)
+                    .order_by(t.c.id.desc())
+                    .limit(1)
+                ).first()
+                if row is None or self._monitor_seen.get(model) == row.id:
+                    continue
+                self._monitor_seen[model] = row.id
+                values = json.loads(row.payload_json).get("values") or {}
+                for path, value in values.items():
+                    if _GAUGED.match(path) and isinstance(value, int | float):
+                        self.metrics.monitor.labels(model, path).set(float(value))
 
     def _alias_mark(self) -> Any:
         from sqlalchemy import func, select
@@ -398,6 +428,14 @@ class KeelApp:
             self.sink.record(entries)
         except Exception:
             log.exception("serve: handing predictions to the sink failed")
+
+
+#: The monitor values exported as gauges (the rest stay in the event: per-feature tests,
+#: group tables, intervals).
+_GAUGED = re.compile(
+    r"^(drift\.share|drift\.n_drifted|window\.(rows|labeled)|quality\.[a-z_]+"
+    r"|performance\.[a-z0-9_]+|fairness\.[^.]+\.[a-z_]+)$"
+)
 
 
 def store_of(project_or_store: Any) -> Any:

@@ -72,6 +72,13 @@ class ServerMetrics:
             registry=reg,
         )
 
+        self.monitor = Gauge(
+            "keel_monitor_value",
+            "The latest monitoring pass's values (keel monitor run), by model and path.",
+            ["model", "path"],
+            registry=reg,
+        )
+
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
