@@ -17,7 +17,14 @@ import pandas as pd
 
 from keel.errors import InvalidInput
 
-__all__ = ["ADULT_COLUMNS", "adult", "write_adult_csv"]
+__all__ = [
+    "ADULT_COLUMNS",
+    "MONTHS",
+    "adult",
+    "bikeshare",
+    "write_adult_csv",
+    "write_bikeshare_csv",
+]
 
 ADULT_COLUMNS = [
     "age",
@@ -67,4 +74,37 @@ def write_adult_csv(folder: str | Path) -> dict[str, Path]:
         path = folder / f"adult-{split}.csv"
         adult(split).to_csv(path, index=False)
         paths[split] = path
+    return paths
+
+
+#: The months of the bike-sharing data, in calendar order.
+MONTHS = ["Jan", "Feb", "March", "April", "May", "June", "July", "Aug", "Sept", "Oct", "Nov", "Dec"]
+
+
+def bikeshare(months: list[str] | None = None) -> pd.DataFrame:
+    """Capital Bikeshare hourly rentals in 2011 (8,645 rows): calendar, weather, and the
+    counts ``casual``, ``registered`` and ``bikers`` (their sum). ``hr`` is an integer;
+    ``mnth`` a month name from :data:`MONTHS`. With ``months``, only those months."""
+    with resources.files(__package__).joinpath("bikeshare.csv.gz").open("rb") as raw:
+        with gzip.open(raw, "rt", encoding="utf-8") as f:
+            df = pd.read_csv(f)
+    df["hr"] = df["hr"].astype(int)
+    if months is not None:
+        unknown = [m for m in months if m not in MONTHS]
+        if unknown:
+            raise InvalidInput(f"bikeshare months: expected some of {MONTHS}, got {unknown[0]!r}")
+        df = df[df["mnth"].isin(months)].reset_index(drop=True)
+    return df
+
+
+def write_bikeshare_csv(folder: str | Path, parts: dict[str, list[str]]) -> dict[str, Path]:
+    """Write one CSV per named part, each holding the given months: e.g.
+    ``{"early": ["Jan", "Feb", "March"], "summer": ["June", "July"]}``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, months in parts.items():
+        path = folder / f"bikeshare-{name}.csv"
+        bikeshare(months).to_csv(path, index=False)
+        paths[name] = path
     return paths
