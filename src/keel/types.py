@@ -1,21 +1,22 @@
 """The core protocols of keel, and nothing else.
 
 A *Model* predicts from raw columns and describes its inputs and outputs. A *BlobStore*
-keeps bytes by their sha256. An *Executor* fans work out (a local process pool, or Ray).
+keeps bytes by their sha256. An *Executor* fans work out (a local process pool, or Ray). A
+*Notifier* delivers an alert (to a log, a file, a webhook).
 Everything in keel that plugs in implements one of these; ``keel.testing`` holds the
 conformance checks each implementation must pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["BlobStore", "Executor", "Model"]
+__all__ = ["BlobStore", "Executor", "Model", "Notifier"]
 
 
 @runtime_checkable
@@ -65,3 +66,13 @@ class Executor(Protocol):
     ) -> Iterator[Any]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Delivers one alert (a JSON-ready mapping) somewhere; ``name`` is what alert rules
+    refer to. ``send`` returns when the alert is delivered and raises when it cannot be."""
+
+    name: str
+
+    def send(self, alert: Mapping[str, Any]) -> None: ...
