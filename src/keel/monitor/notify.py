@@ -67,6 +67,7 @@ __all__ = [
     "MemoryNotifier",
     "WebhookNotifier",
     "check_url",
+    "http_post",
     "notifier_from_config",
     "sign",
     "verify_signature",
