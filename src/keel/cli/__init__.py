@@ -15,7 +15,14 @@ def main(argv: list[str] | None = None) -> int:
     2 for bad input or 1 otherwise. Nothing prints a traceback unless keel itself is broken.
     """
     # importing them registers their commands
-    from keel.cli import _audit_cmds, _card_cmds, _export_cmds, _mitigate_cmds, _serve_cmds  # noqa: F401
+    from keel.cli import (  # noqa: F401
+        _audit_cmds,
+        _card_cmds,
+        _export_cmds,
+        _mitigate_cmds,
+        _pipeline_cmds,
+        _serve_cmds,
+    )
     from keel.cli._app import app
     from keel.cli._render import err_console
     from keel.errors import InvalidInput, KeelError

@@ -220,3 +220,38 @@ evidence = Table(
     Column("created_by", String(200), nullable=False),
 )
 Index("ix_evidence_model", evidence.c.name, evidence.c.version)
+
+# -- 0004: pipeline runs and their steps (the step cache) ------------------------------------
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("spec_sha", SHA, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("executor", String(20), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Column("created_by", String(200), nullable=False),
+)
+Index("ix_pipeline_runs_pipeline", pipeline_runs.c.pipeline)
+
+pipeline_steps = Table(
+    "pipeline_steps",
+    metadata,
+    Column("run_id", String(32), ForeignKey("pipeline_runs.id"), primary_key=True),
+    Column("step", String(100), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("key", SHA, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("output_json", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("source_run", String(32), nullable=True),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+)
+Index("ix_pipeline_steps_key", pipeline_steps.c.key, pipeline_steps.c.status)
