@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from keel import registry
 from keel.cli import main
-from keel.data import list_datasets
+from keel.data import get_dataset, list_datasets
 from keel.datasets import adult
 from keel.errors import Conflict, InvalidInput, NotFound
 from keel.pipeline import Pipeline, Step, get_pipeline_run, list_pipeline_runs, run_pipeline
@@ -329,6 +329,26 @@ def test_python_function_objects_become_names():
     assert again.spec_json() == pipe.spec_json()
 
 
+def test_validate_checks_a_stored_dataset_against_a_schema(store, adult_csv):
+    ingest = Step("ingest", "ingest", params={"path": str(adult_csv), "name": "adult"})
+    first = run_pipeline(store, Pipeline("v", [ingest]))
+    schema = get_dataset(store, first["ingest"].output["dataset"]).schema
+    ok = run_pipeline(
+        store,
+        Pipeline(
+            "v", [ingest, Step("check", "validate", inputs=["ingest"], params={"schema": schema})]
+        ),
+    )
+    assert ok.ok and ok["ingest"].status == "cached" and ok["check"].output["rows"] == 1500
+    for col in schema["columns"]:
+        if col["name"] == "age":
+            col["max"] = 60
+    strict = Step("check", "validate", inputs=["ingest"], params={"schema": schema}, retries=2)
+    bad = run_pipeline(store, Pipeline("v", [ingest, strict]))
+    assert bad["check"].status == "failed" and bad["check"].attempts == 1
+    assert "ValidationFailed" in bad["check"].error and "age" in bad["check"].error
+
+
 # -- the whole flow and its lineage -------------------------------------------------------
 
 
@@ -408,6 +428,32 @@ def test_a_failing_gate_stops_the_run_before_release(store, adult_csv):
     assert run["release"].status == "pending"
     with pytest.raises(NotFound):
         registry.get_version(store, "adult@candidate")
+
+
+def test_production_when_the_project_allows_it_and_the_gates_pass(store, adult_csv):
+    def flow(alias: str) -> Pipeline:
+        return Pipeline(
+            "prod",
+            [
+                Step("ingest", "ingest", params={"path": str(adult_csv), "name": "adult"}),
+                Step("train", "train", inputs=["ingest"], params={"target": "income"}),
+                Step("audit", "audit", inputs=["train"], params={"sections": ["performance"]}),
+                Step("release", "release", inputs=["audit"], params={"alias": alias}),
+            ],
+        )
+
+    store.settings = {
+        "audit": {"policy": ["performance.roc_auc >= 0.999"]},
+        "pipeline": {"allow_production": True},
+    }
+    refused = run_pipeline(store, flow("production"))
+    assert refused["release"].status == "failed" and "fails the project's gates" in (
+        refused["release"].error
+    )
+    store.settings["audit"] = {"policy": ["performance.roc_auc >= 0.6"]}
+    released = run_pipeline(store, flow("production"))  # the policy is part of the key
+    assert released.ok and released["release"].status == "ran"
+    assert registry.get_version(store, "adult@production").version == 1
 
 
 # -- Ray ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class Step:
 
     name: str
     kind: str | None = None
+    _: KW_ONLY
     function: str | Callable[..., Any] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     inputs: Sequence[str] = ()
