@@ -48,7 +48,8 @@ __all__ = [
 
 EXACT_KS_MAX_N = 10_000  # scipy.stats.ks_2samp(method='auto') is exact up to this size
 PSI_EPSILON = 1e-4
-_BINCOUNT_SPAN = 1 << 22  # integers spanning at most this many values are counted, not sorted
+# integers spanning fewer values than this (and than 8x the sample size) are counted, not sorted
+_BINCOUNT_SPAN = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Ecdf:
             return cls(np.empty(0), np.empty(0, np.int64))
         if x.dtype.kind in "iu" and not assume_sorted:
             lo, hi = int(x.min()), int(x.max())
-            if hi - lo < _BINCOUNT_SPAN:
+            if hi - lo < min(_BINCOUNT_SPAN, max(8 * len(x), 1 << 16)):
                 counts = np.bincount((x - lo).astype(np.intp, copy=False), minlength=hi - lo + 1)
                 present = np.flatnonzero(counts)
                 return cls((present + lo).astype(np.float64), np.cumsum(counts)[present])

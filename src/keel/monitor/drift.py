@@ -49,8 +49,20 @@ from keel.monitor._drift_ref import (
     category_counts,
     numeric_values,
 )
+from keel.monitor._stats import chisquare, jensenshannon, ks_2samp, psi, wasserstein
 
-__all__ = ["REPORT_VERSION", "TESTS", "Reference", "StatTest", "drift_report"]
+__all__ = [
+    "REPORT_VERSION",
+    "TESTS",
+    "Reference",
+    "StatTest",
+    "chisquare",
+    "drift_report",
+    "jensenshannon",
+    "ks_2samp",
+    "psi",
+    "wasserstein",
+]
 
 REPORT_VERSION = 1
 SMALL_SAMPLE = 1_000  # at most this many values on either side: the p-value test is primary
