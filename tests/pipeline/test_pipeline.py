@@ -97,11 +97,15 @@ def test_cache_is_shared_across_processes(tmp_path, adult_csv):
 
     proj = project.init(tmp_path / "proj")
     spec = tmp_path / "proj" / "pipeline.yaml"
-    spec.write_text(yaml.safe_dump(_train_pipeline(adult_csv).to_dict()))
+    pipe = _train_pipeline(adult_csv)  # + a python step beside train: one wave of two
+    count = Step("count", function=f"{STEPS}:rows", inputs=["ingest"], params={"scale": 3})
+    spec.write_text(yaml.safe_dump(Pipeline("adult", [*pipe.steps, count]).to_dict()))
     first = run_pipeline(proj.store, Pipeline.load(spec), executor="process", workers=2)
     proj.close()
     assert first.ok and first.executor == "process"
-    assert [s.status for s in first.steps] == ["ran", "ran"]
+    assert [s.status for s in first.steps] == ["ran", "ran", "ran"]
+    assert first["count"].output == {"rows": 4500, "inputs": ["ingest"]}
+    assert first["count"].started_at == first["train"].started_at  # submitted together
     out = subprocess.run(
         [sys.executable, "-c", "import sys; from keel.cli import main; sys.exit(main())"]
         + ["pipeline", "run", str(spec), "--json", "-C", str(tmp_path / "proj")],
@@ -113,7 +117,7 @@ def test_cache_is_shared_across_processes(tmp_path, adult_csv):
     )
     assert out.returncode == 0, out.stderr
     second = json.loads(out.stdout)
-    assert [s["status"] for s in second["steps"]] == ["cached", "cached"]
+    assert [s["status"] for s in second["steps"]] == ["cached", "cached", "cached"]
     assert second["steps"][1]["source_run"] == first.id
 
 
