@@ -22,6 +22,8 @@ AREAS = [
     "keel.export",
     "keel.serve",
     "keel.audit",
+    "keel.monitor",
+    "keel.pipeline",
 ]
 
 

@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         _card_cmds,
         _export_cmds,
         _mitigate_cmds,
+        _monitor_cmds,
         _pipeline_cmds,
         _serve_cmds,
     )

@@ -1,0 +1,133 @@
+"""``keel monitor run`` and ``keel monitor watch``: drift, quality, performance and fairness
+of a served model's traffic, and the alerts they fire."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from keel.cli._app import JSON, PROJECT, _project, app
+from keel.cli._render import console, emit_json, table
+
+monitor_app = typer.Typer(help="Watch served models on their own traffic.", no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+
+
+def _window(last: int | None, since: str | None, hours: float | None) -> dict[str, Any]:
+    from keel.cli._serve_cmds import _when
+    from keel.errors import InvalidInput
+
+    given = [x is not None for x in (last, since, hours)]
+    if sum(given) > 1:
+        raise InvalidInput("monitor: give one of --last, --since or --hours")
+    if hours is not None:
+        if not hours > 0:
+            raise InvalidInput(f"--hours: expected a number > 0, got {hours}")
+        return {"since": time.time() - hours * 3600}
+    if since is not None:
+        return {"since": _when(since, "--since")}
+    return {"last": last if last is not None else 10_000}
+
+
+def _print(res: Any) -> None:
+    v, w = res.values, res.window
+    console.print(
+        f"[bold]{res.model}[/bold]: {w['rows']:,} predictions ({w['labeled']:,} labelled), "
+        f"versions {', '.join(map(str, w['versions']))}"
+    )
+    drift = v.get("drift") or {}
+    feats = drift.get("features") or {}
+    rows = [
+        [
+            name,
+            f.get("test"),
+            f.get("statistic"),
+            f.get("p_value"),
+            "DRIFT" if f.get("drift") else "",
+        ]
+        for name, f in feats.items()
+    ]
+    if rows:
+        table(
+            f"drift (share of drifted features: {drift.get('share', 0):.2f})",
+            ["feature", "test", "statistic", "p-value", ""],
+            rows,
+        )
+    perf = v.get("performance") or {}
+    if perf.get("status") == "ok":
+        names = [k for k, x in perf.items() if isinstance(x, dict) and "value" in x]
+        table(
+            "performance on labelled rows",
+            ["metric", "value"],
+            [[k, perf[k]["value"]] for k in names],
+        )
+    elif perf:
+        console.print(
+            f"performance: {perf.get('status')} ({perf.get('labeled')} labelled, "
+            f"{perf.get('needed')} needed)"
+        )
+    for alert in res.alerts:
+        console.print(
+            f"[red]alert[/red] {alert['rule']} ({alert['severity']}): {alert['path']} = "
+            f"{alert['value']:.4g} {alert['op']} {alert['threshold']:g}"
+        )
+
+
+@monitor_app.command("run")
+def run_cmd(
+    model: str = typer.Argument(..., help="Registered model whose traffic to check."),
+    last: int = typer.Option(None, help="The newest N logged predictions (default 10,000)."),
+    since: str = typer.Option(None, help="Predictions at or after (ISO time or epoch s)."),
+    hours: float = typer.Option(None, help="Predictions of the last H hours."),
+    min_labels: int = typer.Option(200, help="Fewer labelled rows: no performance figures."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """One monitoring pass: drift and data quality against the training data, performance
+    and fairness once labels arrive, then the alert rules (keel.yaml: monitor.alerts).
+
+    Example: keel monitor run adult-income --last 5000
+    """
+    from keel.monitor import monitor
+
+    with _project(project) as proj:
+        res = monitor(proj.store, model, min_labels=min_labels, **_window(last, since, hours))
+    if as_json:
+        emit_json(res.to_dict())
+        return
+    _print(res)
+
+
+@monitor_app.command("watch")
+def watch_cmd(
+    model: str = typer.Argument(..., help="Registered model whose traffic to check."),
+    every: float = typer.Option(300.0, help="Seconds between passes."),
+    last: int = typer.Option(10_000, help="Each pass looks at the newest N predictions."),
+    min_labels: int = typer.Option(200, help="Fewer labelled rows: no performance figures."),
+    passes: int = typer.Option(0, help="Stop after this many passes (0: run until Ctrl-C)."),
+    project: Path = PROJECT,
+) -> None:
+    """Run a monitoring pass every --every seconds until interrupted; each pass is recorded
+    and fires the alert rules.
+
+    Example: keel monitor watch adult-income --every 60
+    """
+    from keel.errors import InvalidInput
+    from keel.monitor import monitor
+
+    if not every > 0:
+        raise InvalidInput(f"--every: expected seconds > 0, got {every}")
+    done = 0
+    with _project(project) as proj:
+        while passes == 0 or done < passes:
+            try:
+                _print(monitor(proj.store, model, last=last, min_labels=min_labels))
+            except InvalidInput as exc:  # e.g. no traffic yet: say so and keep watching
+                console.print(f"[yellow]{exc}[/yellow]")
+            done += 1
+            if passes and done >= passes:
+                break
+            time.sleep(every)

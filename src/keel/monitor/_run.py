@@ -1,0 +1,212 @@
+"""One monitoring pass over a served model's traffic: drift and data quality of its inputs
+against its training data, its performance and fairness once labels arrive, then the
+project's alert rules; the values are recorded as a ``monitor`` event in the store.
+
+Windows with fewer labelled rows than ``min_labels`` report ``{"status": "too_few_labels",
+"labeled": n, "needed": min_labels}`` for performance and fairness instead of numbers a
+handful of rows would make up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from keel.errors import InvalidInput, NotFound
+from keel.monitor._window import Window, read_window
+
+__all__ = ["MonitorResult", "monitor", "training_dataset"]
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """The values of one pass (``values``: nested dict, alert rules address it by dotted
+    path), the alerts it fired, and the event id it was recorded under."""
+
+    model: str
+    window: dict[str, Any]
+    values: dict[str, Any]
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    event: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "window": self.window,
+            "values": self.values,
+            "alerts": self.alerts,
+            "event": self.event,
+        }
+
+
+def training_dataset(store: Any, ref: str) -> str:
+    """The dataset ref a model version was trained on (through its run, or its parent's
+    for a variant)."""
+    from keel import registry
+    from keel.store import lineage
+
+    mv = registry.get_version(store, ref)
+    seen = set()
+    node_kind, node_id = "model", mv.ref
+    while (node_kind, node_id) not in seen:
+        seen.add((node_kind, node_id))
+        root = lineage(store, node_kind, node_id)
+        if node_kind == "run":
+            for n in root.parents:
+                if n.kind == "dataset" and n.role == "train":
+                    return n.id
+            break
+        runs = [n for n in root.parents if n.kind == "run"]
+        models = [n for n in root.parents if n.kind == "model"]
+        if runs:
+            node_kind, node_id = "run", runs[0].id
+        elif models:
+            node_kind, node_id = "model", models[0].id
+        else:
+            break
+    raise NotFound(f"monitor: {mv.ref} records no training dataset to compare traffic with")
+
+
+def _served_version(store: Any, model: str, window: Window) -> Any:
+    from keel import registry
+
+    try:
+        return registry.get_version(store, f"{model}@production")
+    except NotFound:
+        versions = window.describe()["versions"]
+        if not versions:
+            raise
+        return registry.get_version(store, f"{model}/{versions[-1]}")
+
+
+def _labelled(window: Window, mv: Any, min_labels: int) -> tuple[Any, dict[str, Any] | None]:
+    out = window.outputs
+    mask = out["label_true"].notna().to_numpy()
+    n = int(mask.sum())
+    if n < min_labels:
+        return None, {"status": "too_few_labels", "labeled": n, "needed": min_labels}
+    return mask, None
+
+
+def _performance(window: Window, mv: Any, mask: np.ndarray, seed: int) -> dict[str, Any]:
+    from keel.audit.performance import classification_performance, regression_performance
+
+    out = window.outputs[mask]
+    if mv.task == "regression":
+        truth = out["label_true"].astype(float).to_numpy()
+        rep = regression_performance(truth, out["prediction"].to_numpy(), n_boot=0, seed=seed)
+    else:
+        classes = [str(c) for c in mv.output_schema.get("classes") or []]
+        if len(classes) != 2:
+            return {"status": "not_binary", "labeled": int(mask.sum())}
+        rep = classification_performance(
+            out["label_true"].astype(str).to_numpy(),
+            out["score"].to_numpy(),
+            y_pred=out["label"].astype(str).to_numpy(),
+            pos_label=classes[1],
+            n_boot=0,
+            seed=seed,
+        )
+    return {**rep["metrics"], "labeled": int(mask.sum()), "status": "ok"}
+
+
+def _fairness(
+    window: Window, mv: Any, mask: np.ndarray, sensitive: list[str], seed: int
+) -> dict[str, Any]:
+    from keel.audit._evidence import fairness_section
+    from keel.audit.fairness import fairness_report
+
+    missing = [c for c in sensitive if c not in window.inputs.columns]
+    if missing:
+        raise InvalidInput(
+            f"monitor: sensitive column {missing[0]!r} is not in the logged inputs of "
+            f"{window.model}; inputs: {', '.join(map(str, window.inputs.columns))}"
+        )
+    classes = [str(c) for c in mv.output_schema.get("classes") or []]
+    out = window.outputs[mask]
+    rep = fairness_report(
+        out["label_true"].astype(str).to_numpy(),
+        out["label"].astype(str).to_numpy(),
+        window.inputs.loc[mask, sensitive].reset_index(drop=True),
+        scores=out["score"].to_numpy(),
+        pos_label=classes[-1],
+        n_boot=0,
+        seed=seed,
+        missing="group",
+    )
+    return {**fairness_section(rep), "status": "ok"}
+
+
+def monitor(
+    store: Any,
+    model: str,
+    *,
+    since: Any = None,
+    until: Any = None,
+    last: int | None = None,
+    min_labels: int = 200,
+    sensitive: list[str] | None = None,
+    reference: Any = None,
+    alerts: bool = True,
+    notifiers: Any = None,
+    seed: int = 0,
+    now: float | None = None,
+) -> MonitorResult:
+    """One pass over a window of ``model``'s logged traffic (``since``/``until`` or the
+    newest ``last`` predictions): drift and data quality against ``reference`` (default:
+    the served version's training dataset), performance and fairness on the labelled rows
+    (``sensitive``: default ``audit.sensitive`` of keel.yaml), then the alert rules of
+    keel.yaml's ``monitor.alerts`` (with ``alerts``). Recorded as a ``monitor`` event.
+
+    Prediction drift (scores against the training data's scores) is not computed yet: the
+    reference holds the training inputs, not the model's answers on them."""
+    from keel.monitor.drift import Reference, drift_report
+    from keel.monitor.quality import quality_report
+
+    if not isinstance(min_labels, int) or isinstance(min_labels, bool) or min_labels < 1:
+        raise InvalidInput(f"min_labels: expected an integer ≥ 1, got {min_labels!r}")
+    window = read_window(store, model, since=since, until=until, last=last)
+    if window.rows == 0:
+        raise InvalidInput(f"monitor: no logged predictions of {model!r} in that window")
+    mv = _served_version(store, model, window)
+    settings = getattr(store, "settings", {}) or {}
+    if sensitive is None:
+        sensitive = list((settings.get("audit") or {}).get("sensitive") or [])
+    if reference is None:
+        reference = Reference.from_dataset(store, training_dataset(store, mv.ref))
+    t0 = time.perf_counter()
+    features = [c for c in window.inputs.columns if c in set(reference.columns)]
+    values: dict[str, Any] = {
+        "window": window.describe(),
+        "drift": drift_report(reference, window.inputs, columns=features),
+        "quality": quality_report(reference, window.inputs),
+    }
+    mask, short = _labelled(window, mv, min_labels)
+    values["performance"] = short or _performance(window, mv, mask, seed)
+    if sensitive and mv.task != "regression":
+        values["fairness"] = short or _fairness(window, mv, mask, sensitive, seed)
+    values["seconds"] = time.perf_counter() - t0
+    fired: list[Any] = []
+    if alerts and (settings.get("monitor") or {}).get("alerts"):
+        from keel.monitor.alerts import evaluate
+
+        fired = evaluate(store, model, values, notifiers=notifiers, window=window.key, now=now)
+    info = window.describe()
+    with store.write() as conn:
+        store.add_event(
+            conn, "monitor", model, {"window": info, "served": mv.ref, "values": _summary(values)}
+        )
+    events = store.events("monitor")
+    return MonitorResult(
+        model, info, values, [a.to_dict() for a in fired], events[-1]["id"] if events else None
+    )
+
+
+def _summary(values: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of a pass (what gauges and trends read), without per-group tables."""
+    from keel.audit.gates import evidence_values
+
+    return evidence_values(values)

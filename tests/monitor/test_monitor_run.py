@@ -1,0 +1,154 @@
+"""A monitoring pass over a served model's prediction log: drift against the training data,
+performance and fairness once labels arrive (or "too few labels"), alerts, the event."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from keel import project as keel_project
+from keel import registry
+from keel.cli import main
+from keel.data import ingest
+from keel.datasets import adult
+from keel.errors import InvalidInput
+from keel.monitor import monitor, read_window, training_dataset
+from keel.serve import PredictionLog, ingest_labels
+from keel.train import train
+
+N = 800
+T0, T1 = 1_000_000.0, 2_000_000.0  # two windows of logged traffic
+
+
+def _entries(model, df, version, start_id, ts):
+    inputs = df.drop(columns=["income"])
+    proba = model.predict_proba(inputs)
+    classes = ["<=50K", ">50K"]
+    out = []
+    for i, (row, p) in enumerate(zip(inputs.to_dict("records"), proba, strict=True)):
+        row = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        out.append(
+            {
+                "request_id": f"r{start_id + i}",
+                "model": "adult",
+                "version": version,
+                "inputs": row,
+                "ts": ts + i,
+                "outputs": {
+                    "label": classes[int(p[1] >= 0.5)],
+                    "probabilities": dict(zip(classes, map(float, p), strict=True)),
+                },
+            }
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory):
+    root = tmp_path_factory.mktemp("monitor") / "proj"
+    keel_project.init(root, name="m").close()
+    cfg = root / "keel.yaml"
+    settings = yaml.safe_load(cfg.read_text())
+    settings["audit"] = {"sensitive": ["sex"]}
+    settings["monitor"] = {
+        "notifiers": {"file": {"type": "file", "path": str(root / "alerts.jsonl")}},
+        "alerts": [{"name": "input-drift", "condition": "drift.features.age.drift > 0.5", "notify": ["file"]}],
+    }
+    cfg.write_text(yaml.safe_dump(settings))
+    proj = keel_project.open_project(root)
+    store = proj.store
+    train_df = adult("train").sample(3000, random_state=0)
+    train_df.to_csv(root / "adult.csv", index=False)
+    ingest(store, root / "adult.csv", name="adult")
+    mv = train(store, "adult", "income", params={"n_estimators": 30}, seed=0).register(
+        store, "adult"
+    )
+    registry.set_alias(store, mv.ref, "production")
+    model = registry.load(store, mv.ref)
+    test = adult("test").sample(2 * N, random_state=1).reset_index(drop=True)
+    calm, shifted = test.iloc[:N].copy(), test.iloc[N:].copy()
+    shifted["age"] = shifted["age"] + 25
+    shifted["hours-per-week"] = shifted["hours-per-week"] * 1.6
+    with PredictionLog(store) as log:
+        log.record(_entries(model, calm, mv.version, 0, T0))
+        log.record(_entries(model, shifted, mv.version, N, T1))
+    labels = pd.DataFrame({"request_id": [f"r{i}" for i in range(N)], "y": calm["income"]})
+    labels.to_csv(root / "labels.csv", index=False)
+    ingest_labels(store, root / "labels.csv", label_col="y")
+    yield proj, root, mv, calm
+    proj.close()
+
+
+def test_a_calm_window_with_labels(watched):
+    proj, _, mv, calm = watched
+    res = monitor(proj.store, "adult", until=T1, min_labels=100)
+    v = res.values
+    assert res.window["rows"] == N and res.window["labeled"] == N
+    assert not v["drift"]["features"]["age"]["drift"]
+    # 14 tests at p < 0.05 on two samples of real data: a chance flag or two, not more
+    assert v["drift"]["share"] <= 0.25 and res.alerts == []
+    perf = v["performance"]
+    window = read_window(proj.store, "adult", until=T1)
+    expected = float((window.outputs["label"] == window.outputs["label_true"]).mean())
+    assert perf["status"] == "ok" and perf["labeled"] == N
+    assert perf["accuracy"]["value"] == pytest.approx(expected, abs=1e-12)
+    assert v["fairness"]["sex"]["demographic_parity_difference"]["value"] >= 0
+    assert proj.store.events("monitor")[-1]["payload"]["values"]["window.rows"] == N
+
+
+def test_a_shifted_window_drifts_alerts_once_and_says_too_few_labels(watched):
+    proj, root, _, _ = watched
+    res = monitor(proj.store, "adult", since=T1, min_labels=100, now=T1 + 10)
+    drift = res.values["drift"]
+    assert drift["features"]["age"]["drift"] and drift["features"]["hours-per-week"]["drift"]
+    assert not drift["features"]["education"]["drift"]
+    assert res.values["performance"] == {"status": "too_few_labels", "labeled": 0, "needed": 100}
+    assert [a["rule"] for a in res.alerts] == ["input-drift"]
+    sent = [json.loads(line) for line in (root / "alerts.jsonl").read_text().splitlines()]
+    assert sent[-1]["rule"] == "input-drift" and sent[-1]["model"] == "adult"
+    again = monitor(proj.store, "adult", since=T1, min_labels=100, now=T1 + 20)
+    assert again.alerts == []  # the same window alerts once
+    assert len(proj.store.events("alert")) == 1
+
+
+def test_training_dataset_and_bad_windows(watched):
+    proj, _, mv, _ = watched
+    from keel.data import get_dataset
+
+    assert get_dataset(proj.store, training_dataset(proj.store, mv.ref)).name == "adult"
+    with pytest.raises(InvalidInput, match="no logged predictions"):
+        monitor(proj.store, "adult", since=T1 * 10)
+    with pytest.raises(InvalidInput, match="min_labels"):
+        monitor(proj.store, "adult", min_labels=0)
+    with pytest.raises(InvalidInput, match="last"):
+        read_window(proj.store, "adult", last=0)
+
+
+def test_cli_monitor_run(watched, capsys):
+    _, root, _, _ = watched
+    code = main(
+        [
+            "monitor",
+            "run",
+            "adult",
+            "--since",
+            str(T1),
+            "--min-labels",
+            "100",
+            "-C",
+            str(root),
+            "--json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["values"]["drift"]["features"]["age"]["drift"]
+    code = main(["monitor", "run", "adult", "--last", "300", "-C", str(root)])
+    text = capsys.readouterr().out
+    assert code == 0 and "drift" in text and "DRIFT" in text
+    code = main(["monitor", "run", "adult", "--last", "5", "--hours", "1", "-C", str(root)])
+    assert code == 2 and "one of --last" in capsys.readouterr().err
+    assert np.isfinite(out["values"]["seconds"])
