@@ -56,7 +56,13 @@ def watched(tmp_path_factory):
     settings["audit"] = {"sensitive": ["sex"]}
     settings["monitor"] = {
         "notifiers": {"file": {"type": "file", "path": str(root / "alerts.jsonl")}},
-        "alerts": [{"name": "input-drift", "condition": "drift.features.age.drift > 0.5", "notify": ["file"]}],
+        "alerts": [
+            {
+                "name": "input-drift",
+                "condition": "drift.features.age.drift > 0.5",
+                "notify": ["file"],
+            }
+        ],
     }
     cfg.write_text(yaml.safe_dump(settings))
     proj = keel_project.open_project(root)
