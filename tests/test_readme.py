@@ -18,3 +18,33 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.count("[") >= 3  # three rows of class probabilities were printed
     assert (tmp_path / "credit" / "keel.yaml").is_file()
+
+
+def test_readme_yaml_examples_are_accepted(tmp_path):
+    """Every YAML block of the README is a valid policy, alert set, pipeline or release."""
+    import yaml
+
+    from keel.audit import Policy
+    from keel.monitor import AlertConfig
+    from keel.pipeline import Pipeline
+    from keel.serve import load_releases
+
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S)
+    kinds = []
+    for text in blocks:
+        data = yaml.safe_load(text)
+        if "monitor" in data:
+            assert AlertConfig.from_settings(data).rules
+            kinds.append("monitor")
+        elif "steps" in data:
+            assert Pipeline.from_yaml(text).check()
+            kinds.append("pipeline")
+        elif "audit" in data:
+            assert Policy.from_settings(data).rules
+            kinds.append("policy")
+        else:
+            path = tmp_path / "release.yaml"
+            path.write_text(text)
+            assert load_releases(path)
+            kinds.append("release")
+    assert sorted(kinds) == ["monitor", "pipeline", "policy", "release"]
