@@ -9,9 +9,18 @@ def test_init_creates_config_and_store_and_is_idempotent(tmp_path):
         assert (tmp_path / "p" / "keel.yaml").is_file()
         assert proj.name == "credit"
         assert proj.store.schema_revision() is not None
-    (tmp_path / "p" / "keel.yaml").write_text("name: credit\nformat_version: 1\nowner: ana\n")
+    (tmp_path / "p" / "keel.yaml").write_text(
+        "name: credit\nformat_version: 1\nmeta: {owner: ana}\n"
+    )
     with init(tmp_path / "p", name="other") as again:
-        assert again.name == "credit" and again.settings["owner"] == "ana"
+        assert again.name == "credit" and again.settings["meta"]["owner"] == "ana"
+
+
+def test_a_misspelt_setting_is_an_error_not_ignored(tmp_path):
+    init(tmp_path / "p").close()
+    (tmp_path / "p" / "keel.yaml").write_text("name: p\naudt: {policy: []}\n")
+    with pytest.raises(InvalidInput, match=r"unknown setting 'audt' \(did you mean 'audit'\?\)"):
+        open_project(tmp_path / "p")
 
 
 def test_open_finds_the_project_upward(tmp_path, monkeypatch):

@@ -15,6 +15,9 @@ from keel.store import Store
 __all__ = ["Project", "init", "open_project"]
 
 CONFIG_FILE = "keel.yaml"
+#: The top-level keys of keel.yaml (a misspelt one is an error, not a silent no-op).
+#: ``meta`` holds whatever else a team wants to keep there.
+SETTINGS_KEYS = ("name", "format_version", "store", "audit", "card", "monitor", "pipeline", "meta")
 STATE_DIR = ".keel"
 
 
@@ -45,6 +48,7 @@ class Project:
         if self._store is None:
             self._store = Store.open(self.store_url, self.blob_root)
             self._store.settings = self.settings
+            self._store.project_root = self.root
         return self._store
 
     def close(self) -> None:
@@ -111,4 +115,14 @@ def _read_settings(cfg: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{cfg.name}: expected a mapping of settings, got {type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - set(SETTINGS_KEYS))
+    if unknown:
+        import difflib
+
+        near = difflib.get_close_matches(unknown[0], SETTINGS_KEYS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise InvalidInput(
+            f"{cfg.name}: unknown setting {unknown[0]!r}{hint}; expected some of "
+            f"{', '.join(SETTINGS_KEYS)}"
+        )
     return data

@@ -265,3 +265,42 @@ def test_cli_defend_and_epsilon(trained, capsys):
     assert all(0 <= r["accuracy"] <= 1 for r in out["rows"])
     code = main(["epsilon", mv.ref, "-C", str(root), "--epsilon", "-1"])
     assert code == 2 and "epsilon" in capsys.readouterr().err.lower()
+
+
+def test_a_rule_on_a_section_the_evidence_lacks_fails_the_gate(trained):
+    proj, _, mv = trained
+    ev = audit(proj.store, mv.ref, sections=["performance"], n_boot=20)
+    policy = Policy((Rule.parse("privacy.mia.auc <= 0.6"), Rule.parse("performance.roc_auc >= 0")))
+    result = gate(proj.store, mv.ref, policy)
+    missing, present = result.checks
+    assert not result.passed and ev.id == result.evidence_id
+    assert missing["value"] is None and "no privacy section" in missing["missing"]
+    assert present["passed"]
+    with pytest.raises(InvalidInput, match=r"did you mean performance\.roc_auc"):
+        gate(proj.store, mv.ref, Policy((Rule.parse("performance.roc_aux >= 0.5"),)))
+
+
+def test_typos_in_the_audit_settings_or_sensitive_columns_are_errors(trained):
+    proj, _, mv = trained
+    with pytest.raises(InvalidInput, match=r"audit\.polcy: unknown key \(did you mean 'policy'"):
+        Policy.from_settings({"audit": {"polcy": ["performance.roc_auc >= 0.9"]}})
+    before = len(list_evidence(proj.store))
+    with pytest.raises(InvalidInput, match=r"sensitive feature 'gender'"):
+        audit(proj.store, mv.ref, sensitive=["gender"], n_boot=20)
+    assert len(list_evidence(proj.store)) == before
+
+
+def test_keel_release_takes_an_override(trained, capsys):
+    proj, root, mv = trained
+    strict = {"policy": ["performance.roc_auc >= 0.9999"]}
+    settings = yaml.safe_load((root / "keel.yaml").read_text())
+    (root / "keel.yaml").write_text(yaml.safe_dump({**settings, "audit": {**POLICY, **strict}}))
+    audit(proj.store, mv.ref, sections=["performance"], n_boot=20)
+    try:
+        code = main(["release", mv.ref, "production", "-C", str(root)])
+        err = capsys.readouterr().err
+        assert code == 2 and "--override REASON" in err and "roc_auc >= 0.9999" in err
+        code = main(["release", mv.ref, "production", "--override", "trial", "-C", str(root)])
+        assert code == 0, capsys.readouterr().err
+    finally:
+        (root / "keel.yaml").write_text(yaml.safe_dump(settings))

@@ -61,10 +61,19 @@ def watched(tmp_path_factory):
                 "name": "input-drift",
                 "condition": "drift.features.age.drift > 0.5",
                 "notify": ["file"],
+                "pipeline": "retrain.yaml",
             }
         ],
     }
     cfg.write_text(yaml.safe_dump(settings))
+    (root / "retrain.yaml").write_text(
+        "name: retrain\n"
+        "steps:\n"
+        "  - {name: ingest, kind: ingest, params: {path: adult.csv, name: adult-recent}}\n"
+        "  - {name: train, kind: train, inputs: [ingest],\n"
+        "     params: {target: income, params: {n_estimators: 20}, register: adult}}\n"
+        "  - {name: release, kind: release, inputs: [train], params: {alias: candidate}}\n"
+    )
     proj = keel_project.open_project(root)
     store = proj.store
     train_df = adult("train").sample(3000, random_state=0)
@@ -116,8 +125,12 @@ def test_a_shifted_window_drifts_alerts_once_and_says_too_few_labels(watched):
     assert [a["rule"] for a in res.alerts] == ["input-drift"]
     sent = [json.loads(line) for line in (root / "alerts.jsonl").read_text().splitlines()]
     assert sent[-1]["rule"] == "input-drift" and sent[-1]["model"] == "adult"
+    # the rule's pipeline retrained and put the new version on the candidate alias
+    assert [(t["rule"], t["status"]) for t in res.triggered] == [("input-drift", "succeeded")]
+    candidate = registry.get_version(proj.store, "adult@candidate")
+    assert candidate.version > registry.get_version(proj.store, "adult@production").version
     again = monitor(proj.store, "adult", since=T1, min_labels=100, now=T1 + 20)
-    assert again.alerts == []  # the same window alerts once
+    assert again.alerts == [] and again.triggered == []  # the same window alerts once
     assert len(proj.store.events("alert")) == 1
 
 

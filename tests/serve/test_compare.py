@@ -251,3 +251,11 @@ def test_cli_serve_refuses_a_bad_release_file(tmp_path, capsys):
     assert code == 2 and "variants['production']" in err and "release.yaml" in err
     code = main(["serve", "-C", str(root)])
     assert code == 2 and "--release" in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_a_port_out_of_range(tmp_path, capsys):
+    root = tmp_path / "proj"
+    keel_project.init(root, name="p").close()
+    code = main(["serve", "adult", "--port", "99999", "-C", str(root)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--port" in err and "99999" in err and "Traceback" not in err

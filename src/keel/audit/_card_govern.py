@@ -36,7 +36,11 @@ def _gates(s: Mapping[str, Any]) -> list[Block]:
             _table(
                 ["rule", "value", "result"],
                 [
-                    [c["rule"], c["value"], "pass" if c["passed"] else "FAIL"]
+                    [
+                        c["rule"],
+                        c["value"] if c["value"] is not None else c.get("missing"),
+                        "pass" if c["passed"] else "FAIL",
+                    ]
                     for c in g["checks"] or []
                 ],
                 "gates on this evidence",

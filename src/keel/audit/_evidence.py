@@ -290,6 +290,9 @@ def audit(
         raise InvalidInput(f"n_boot: expected an integer ≥ 10, got {n_boot!r}")
     if not isinstance(sample, int) or sample < 50:
         raise InvalidInput(f"sample: expected an integer ≥ 50, got {sample!r}")
+    from keel.audit.gates import Policy
+
+    Policy.from_settings(getattr(store, "settings", None))  # a bad policy fails before work
     settings = dict(getattr(store, "settings", {}).get("audit") or {})
     if sensitive is None:
         sensitive = list(settings.get("sensitive") or [])
@@ -309,6 +312,12 @@ def audit(
         sample=sample,
         settings=settings,
     )
+    missing = [c for c in ctx.sensitive if c not in ctx.X_test.columns]
+    if missing:  # a misspelt column must not quietly drop the fairness evidence
+        raise InvalidInput(
+            f"sensitive feature {missing[0]!r} is not a column of {mv.ref}'s hold-out rows; "
+            f"columns: {', '.join(map(str, ctx.X_test.columns))}"
+        )
     doc: dict[str, Any] = {
         "format": EVIDENCE_FORMAT,
         "model": {

@@ -105,6 +105,17 @@ class Policy:
         audit = (settings or {}).get("audit") or {}
         if not isinstance(audit, Mapping):
             raise InvalidInput(f"keel.yaml: audit: expected a mapping, got {audit!r}")
+        from keel.audit._card_sections import STATEMENT_KEYS
+
+        known = ["sensitive", "policy", "gated_aliases", *STATEMENT_KEYS]
+        unknown = sorted(set(map(str, audit)) - set(known))
+        if unknown:
+            near = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise InvalidInput(
+                f"keel.yaml: audit.{unknown[0]}: unknown key{hint}; expected some of "
+                f"{', '.join(known)}"
+            )
         rules = audit.get("policy") or []
         if not isinstance(rules, list):
             raise InvalidInput(
@@ -118,17 +129,28 @@ class Policy:
         parsed = tuple(Rule.parse(r, f"keel.yaml: audit.policy[{i}]") for i, r in enumerate(rules))
         return cls(parsed, tuple(gated))
 
-    def check_paths(self, values: Mapping[str, float]) -> None:
-        """Refuse rules whose path names no number in ``values``, listing the valid ones."""
+    def check_paths(
+        self, values: Mapping[str, float], doc: Mapping[str, Any] | None = None
+    ) -> None:
+        """Refuse rules whose path names no number in ``values``, suggesting the nearest
+        paths of the same section. A rule on a section the evidence does not hold at all
+        (``doc`` given) is not refused here: the gate fails it (see :func:`gate`)."""
         for rule in self.rules:
-            if rule.path not in values:
-                near = difflib.get_close_matches(rule.path, list(values), n=3, cutoff=0.6)
-                hint = f"; did you mean {', '.join(near)}?" if near else ""
-                raise InvalidInput(
-                    f"policy rule {str(rule)!r}: unknown evidence path {rule.path!r}{hint} "
-                    f"Valid paths: {', '.join(sorted(values)[:60])}"
-                    + (f" … ({len(values)} in all)" if len(values) > 60 else "")
-                )
+            if rule.path in values:
+                continue
+            section = rule.path.split(".", 1)[0]
+            if doc is not None and section not in doc:
+                continue
+            same = sorted(p for p in values if p.split(".", 1)[0] == section)
+            pool = same or sorted(values)
+            near = difflib.get_close_matches(rule.path, pool, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            listed = [p for p in pool if not p.endswith((".ci_low", ".ci_high", ".n_valid"))]
+            raise InvalidInput(
+                f"policy rule {str(rule)!r}: unknown evidence path {rule.path!r}{hint} "
+                f"Paths{' in ' + section if same else ''}: {', '.join(listed[:40])}"
+                + (f" … ({len(listed)} in all)" if len(listed) > 40 else "")
+            )
 
 
 @dataclass(frozen=True)
@@ -189,20 +211,26 @@ def gate(store: Any, ref: str, policy: Policy | None = None) -> GateResult:
     if ev is None:
         raise ValidationFailed(f"gate: {ref} has no audit evidence; run 'keel audit {ref}' first")
     values = evidence_values(ev.doc)
-    policy.check_paths(values)
+    policy.check_paths(values, ev.doc)
+    skipped = ev.doc.get("skipped") or {}
     checks = []
     for rule in policy.rules:
-        got = values[rule.path]
-        checks.append(
-            {
-                "rule": str(rule),
-                "path": rule.path,
-                "op": rule.op,
-                "threshold": rule.value,
-                "value": got,
-                "passed": bool(_OPS[rule.op](got, rule.value)),
-            }
-        )
+        got = values.get(rule.path)
+        check = {
+            "rule": str(rule),
+            "path": rule.path,
+            "op": rule.op,
+            "threshold": rule.value,
+            "value": got,
+            "passed": got is not None and bool(_OPS[rule.op](got, rule.value)),
+        }
+        if got is None:  # the evidence has no such section: the rule cannot pass
+            section = rule.path.split(".", 1)[0]
+            why = skipped.get(section)
+            check["missing"] = f"the evidence has no {section} section" + (
+                f" (skipped: {why})" if why else f"; run 'keel audit {ev.ref}' with it"
+            )
+        checks.append(check)
     return GateResult(ev.ref, ev.id, tuple(checks))
 
 
@@ -225,7 +253,12 @@ def enforce(
     mv = registry.get_version(store, ref)
     try:
         result: GateResult | None = gate(store, mv.ref, policy)
-        problems = [f"{c['rule']} (got {c['value']:.4g})" for c in result.failed] if result else []
+        problems = [
+            f"{c['rule']} ({c['missing']})"
+            if c.get("missing")
+            else f"{c['rule']} (got {c['value']:.4g})"
+            for c in (result.failed if result else [])
+        ]
     except ValidationFailed as exc:  # no evidence yet
         result, problems = None, [str(exc)]
     if not problems:
@@ -233,8 +266,8 @@ def enforce(
     if override is None:
         raise ValidationFailed(
             f"alias {alias!r}: {mv.ref} fails the project's gates: {'; '.join(problems)}. "
-            f"Fix the model, or move the alias with override='reason' (--override) to "
-            f"record why it ships anyway"
+            f"Fix the model, or move the alias with --override REASON (override= in Python) "
+            f"to record why it ships anyway"
         )
     with store.write() as conn:
         store.add_event(

@@ -202,7 +202,14 @@ def gate_cmd(
         table(
             f"gates for {result.model} (evidence {result.evidence_id})",
             ["rule", "value", "result"],
-            [[c["rule"], c["value"], "pass" if c["passed"] else "FAIL"] for c in result.checks],
+            [
+                [
+                    c["rule"],
+                    c["value"] if c["value"] is not None else c.get("missing"),
+                    "pass" if c["passed"] else "FAIL",
+                ]
+                for c in result.checks
+            ],
         )
         if not result.checks:
             console.print("the project's policy has no rules (keel.yaml: audit.policy)")

@@ -40,6 +40,8 @@ def serve_cmd(
     from keel.errors import InvalidInput
     from keel.serve import KeyRing, PredictionLog, load_releases, serve
 
+    if not 0 <= port <= 65535:
+        raise InvalidInput(f"--port: expected a port number 0-65535, got {port}")
     served: list = list(routes or []) + (load_releases(release) if release else [])
     if not served:
         raise InvalidInput("serve: expected at least one model to serve, or --release FILE")
@@ -67,6 +69,9 @@ def release_cmd(
     ref: str = typer.Argument(..., help="Model version to release: NAME/VERSION."),
     alias_name: str = typer.Argument(..., metavar="ALIAS", help="Alias to move, e.g. production."),
     why: str = typer.Option("", help="Why (recorded with the move)."),
+    override: str = typer.Option(
+        None, help="Move a gated alias although the audit gates fail; the reason is recorded."
+    ),
     server: str = typer.Option(
         None, help="A running server's URL: reload it now instead of at its next poll."
     ),
@@ -84,7 +89,15 @@ def release_cmd(
     from keel.serve import release
 
     with _project(project) as proj:
-        out = release(proj.store, ref, alias_name, why=why, server_url=server, api_key=key)
+        out = release(
+            proj.store,
+            ref,
+            alias_name,
+            why=why,
+            override=override,
+            server_url=server,
+            api_key=key,
+        )
     if as_json:
         emit_json(out)
         return

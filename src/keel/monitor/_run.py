@@ -31,6 +31,7 @@ class MonitorResult:
     values: dict[str, Any]
     alerts: list[dict[str, Any]] = field(default_factory=list)
     event: int | None = None
+    triggered: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,10 +191,12 @@ def monitor(
         values["fairness"] = short or _fairness(window, mv, mask, sensitive, seed)
     values["seconds"] = time.perf_counter() - t0
     fired: list[Any] = []
+    triggered: list[dict[str, Any]] = []
     if alerts and (settings.get("monitor") or {}).get("alerts"):
         from keel.monitor.alerts import evaluate
 
         fired = evaluate(store, model, values, notifiers=notifiers, window=window.key, now=now)
+        triggered = _trigger(store, model, fired, settings)
     info = window.describe()
     with store.write() as conn:
         store.add_event(
@@ -201,8 +204,44 @@ def monitor(
         )
     events = store.events("monitor")
     return MonitorResult(
-        model, info, values, [a.to_dict() for a in fired], events[-1]["id"] if events else None
+        model,
+        info,
+        values,
+        [a.to_dict() for a in fired],
+        events[-1]["id"] if events else None,
+        triggered,
     )
+
+
+def _trigger(store: Any, model: str, fired: list[Any], settings: dict) -> list[dict[str, Any]]:
+    """Run the pipeline of each fired rule that names one (``pipeline: retrain.yaml``,
+    relative to the project folder); each run is an ``alert_trigger`` event."""
+    from pathlib import Path
+
+    from keel.monitor.alerts import AlertConfig
+    from keel.pipeline import run_pipeline
+
+    rules = {r.name: r for r in AlertConfig.from_settings(settings).rules}
+    out = []
+    for alert in fired:
+        rule = rules.get(alert.rule)
+        if rule is None or rule.pipeline is None:
+            continue
+        path = Path(rule.pipeline)
+        root = getattr(store, "project_root", None)
+        if not path.is_absolute() and root is not None:
+            path = Path(root) / path
+        run = run_pipeline(store, path)
+        entry = {
+            "rule": rule.name,
+            "pipeline": str(rule.pipeline),
+            "run": run.id,
+            "status": run.status,
+        }
+        with store.write() as conn:
+            store.add_event(conn, "alert_trigger", model, entry)
+        out.append(entry)
+    return out
 
 
 def _summary(values: dict[str, Any]) -> dict[str, Any]:

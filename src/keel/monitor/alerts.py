@@ -76,7 +76,7 @@ _CONDITION = re.compile(
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d)?\s*$")
 _UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_RULE_KEYS = ("name", "condition", "for", "cooldown", "severity", "notify")
+_RULE_KEYS = ("name", "condition", "for", "cooldown", "severity", "notify", "pipeline")
 SEVERITIES = ("info", "warning", "critical")
 MAX_FOR = 1000
 
@@ -94,6 +94,7 @@ class AlertRule:
     cooldown_s: float = 0.0
     severity: str = "warning"
     notify: tuple[str, ...] = ("log",)
+    pipeline: str | None = None  # a pipeline file to run when the rule fires
 
     @property
     def condition(self) -> str:
@@ -130,6 +131,7 @@ class AlertRule:
             cooldown_s=_cooldown(spec.get("cooldown", 0), here),
             severity=_severity(spec.get("severity", "warning"), here),
             notify=_notify(spec.get("notify", ["log"]), here),
+            pipeline=_pipeline(spec.get("pipeline"), here),
         )
 
     def holds(self, value: float) -> bool:
@@ -137,6 +139,14 @@ class AlertRule:
 
     def __str__(self) -> str:
         return f"{self.name}: {self.condition}"
+
+
+def _pipeline(value: Any, here: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip().endswith((".yaml", ".yml")):
+        raise InvalidInput(f"{here}.pipeline: expected a pipeline YAML file, got {value!r}")
+    return value.strip()
 
 
 def _condition(cond: Any, here: str) -> tuple[str, str, float]:

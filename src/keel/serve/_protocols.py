@@ -92,7 +92,8 @@ async def predict(req: Request) -> Response:
     explain = _explain_flag(body)
     dep = _pick(req, slot, key=key)
     feed = _codec.feed_from_records(rows, dep.spec, "rows")
-    kept = rows if explain else None
+    # explain what the model sees: the decoded rows (float32 numbers, None for missing)
+    kept = dep.spec.rows(feed) if explain else None
     del body, rows  # keep no parsed JSON (many times the body's size) while the model runs
     out = await _run(req, dep, feed)
     answer = {
@@ -127,11 +128,9 @@ async def _explain(dep: Any, rows: list[Any]) -> list[dict[str, Any]]:
 
     log = logging.getLogger("keel.serve")
 
-    names = dep.spec.names  # the rows were checked against them; other fields are ignored
-
     def run() -> list[dict[str, Any]]:
         explainer = dep.explainer()
-        return [explainer.explain_one({n: row.get(n) for n in names}) for row in rows]
+        return [explainer.explain_one(row) for row in rows]
 
     try:
         return await asyncio.get_running_loop().run_in_executor(None, run)

@@ -114,6 +114,8 @@ def _prepare(
     """The app, its bound socket and the uvicorn server: what start() and serve() share."""
     app = create_app(project_or_store, routes, keys=keys, sink=sink, **settings)
     _check_bind(host, app)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidInput(f"port: expected a port number 0-65535, got {port!r}")
     sock = _bind(host, port)
     return app, sock, _uvicorn(app, log_level, access_log)
 

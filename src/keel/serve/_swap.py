@@ -19,14 +19,16 @@ def release(
     alias: str,
     *,
     why: str = "",
+    override: str | None = None,
     server_url: str | None = None,
     api_key: str | None = None,
     timeout: float = 300,
 ) -> dict[str, Any]:
-    """Point ``alias`` at ``ref`` (``NAME/VERSION``; the move is recorded with ``why``)
-    and, with ``server_url``, ``POST /admin/reload`` there (``api_key``: a key with the
-    admin scope) so the server loads, warms and swaps in the version at once. Servers
-    watching the registry pick the move up by themselves otherwise.
+    """Point ``alias`` at ``ref`` (``NAME/VERSION``; the move is recorded with ``why``;
+    ``override``: a reason to move a gated alias although the audit gates fail, see
+    :func:`keel.registry.set_alias`) and, with ``server_url``, ``POST /admin/reload`` there
+    (``api_key``: a key with the admin scope) so the server loads, warms and swaps in the
+    version at once. Servers watching the registry pick the move up by themselves otherwise.
 
     Returns ``{"model", "alias", "version", "reloaded"}``; ``reloaded`` is the server's
     per-route outcome (None without ``server_url``). A version the server fails to load
@@ -36,7 +38,7 @@ def release(
 
     if server_url is not None and not server_url.startswith(("http://", "https://")):
         raise InvalidInput(f"release: expected an http(s) server URL, got {server_url!r}")
-    mv = registry.set_alias(store_of(project_or_store), ref, alias, why=why)
+    mv = registry.set_alias(store_of(project_or_store), ref, alias, why=why, override=override)
     out: dict[str, Any] = {"model": mv.ref, "alias": alias, "version": mv.version}
     out["reloaded"] = None if server_url is None else _reload(server_url, api_key, timeout)
     return out

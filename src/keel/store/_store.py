@@ -34,6 +34,7 @@ class Store:
     def __init__(self, url: str, blob_root: str | Path) -> None:
         self.url = url
         self.settings: dict[str, Any] = {}
+        self.project_root: Path | None = None  # the project folder, when opened through one
         """The project's settings (``keel.yaml``) when opened through a project; policies
         such as the audit gates read them."""
         self.blobs = FileBlobStore(blob_root)
