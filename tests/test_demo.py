@@ -37,5 +37,14 @@ def test_demo_audits_gates_serves_a_canary_and_writes_a_card(tmp_path):
         assert versions[str(v)]["labeled"] == versions[str(v)]["rows"]
         assert 0.75 < versions[str(v)]["metrics"]["accuracy"] <= 1
     assert res.comparison["pairs"][f"{production}:{shadow}"]["rows"] == served[production]
+    act2 = res.monitoring  # drift → signed alert → retrain pipeline → canary
+    assert act2["monitor"]["drift_share"] > 0.3 and "temp" in act2["monitor"]["drifted"]
+    assert act2["monitor"]["alerts"] == ["seasonal-drift"]
+    assert [t["status"] for t in act2["monitor"]["triggered"]] == ["succeeded"]
+    assert act2["webhook"] == {**act2["webhook"], "received": 1, "rejected": 0}
+    live, canary2 = (int(act2[k].split("/")[1]) for k in ("production", "candidate"))
+    assert canary2 > live and set(act2["after"]) == {live, canary2}
+    assert act2["after"][canary2] < act2["after"][live]  # the canary's share, not production
+    assert len(res.monitoring_log) >= 6
     html = Path(res.card["html"]).read_text()
     assert "<svg" in html and prod in html and "http://" not in html

@@ -3,7 +3,10 @@
 the gate refuses it (demographic parity by sex) → mitigate (reweighing, ThresholdOptimizer),
 audit each, gate → release the version that passes as ``production``, export it to ONNX
 with parity, pruned and distilled variants (10% canary, shadow) → serve on 127.0.0.1, send
-hold-out rows as traffic, ingest their labels → comparison, model card, lineage."""
+hold-out rows as traffic, ingest their labels → comparison, model card, lineage. Act two,
+on the bike-sharing year: train on winter and spring, serve, replay August, detect the
+seasonal drift, alert a signed webhook, retrain through a pipeline and put the new model on
+the canary."""
 
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ class DemoResult:
     comparison: dict[str, Any]
     audit: dict[str, Any] = field(default_factory=dict)
     card: dict[str, str] = field(default_factory=dict)
+    monitoring: dict[str, Any] = field(default_factory=dict)
+    monitoring_log: list[str] = field(default_factory=list)
 
 
 def _audited(store: Any, ref: str, sections: list[str], seed: int) -> dict[str, Any]:
@@ -87,6 +92,7 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     requests: int = 2000,
+    monitoring: bool = True,
 ) -> DemoResult:
     """Run the whole flow in ``folder`` (a new temporary folder by default)."""
     from keel.audit import mitigate, write_card
@@ -138,6 +144,12 @@ def run_demo(
         report = comparison(store, MODEL_NAME)
         paths_ = write_card(store, mv.ref, root / "cards" / f"{MODEL_NAME}-{mv.version}")
         metrics = registry.get_version(store, mv.ref).metrics
+    log: list[str] = []
+    act2: dict[str, Any] = {}
+    if monitoring:  # act two: a model watched on its own traffic, on the bike-sharing year
+        from keel._demo_monitor import run_monitor_act
+
+        act2 = run_monitor_act(root / "bikes", requests=min(requests, 600), say=log.append)
     return DemoResult(
         root,
         mv.ref,
@@ -150,6 +162,8 @@ def run_demo(
         report,
         audits,
         {k: str(v) for k, v in paths_.items()},
+        act2,
+        log,
     )
 
 

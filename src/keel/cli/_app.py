@@ -494,4 +494,8 @@ def demo(
     console.print("[bold]lineage[/bold]")
     console.print(lineage_tree(root, details))
     console.print(f"[bold]model card[/bold]: {res.card['html']} (and card.md beside it)")
+    if res.monitoring_log:
+        console.print("[bold]act two: watching a model on its own traffic[/bold] (bike sharing)")
+        for line in res.monitoring_log:
+            console.print(f"  {line}", highlight=False)
     console.print(f"project: {res.project}   total {seconds:.1f} s")
