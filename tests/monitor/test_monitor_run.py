@@ -104,6 +104,7 @@ def test_a_calm_window_with_labels(watched):
     v = res.values
     assert res.window["rows"] == N and res.window["labeled"] == N
     assert not v["drift"]["features"]["age"]["drift"]
+    assert not v["prediction_drift"]["score"]["drift"]
     # 14 tests at p < 0.05 on two samples of real data: a chance flag or two, not more
     assert v["drift"]["share"] <= 0.25 and res.alerts == []
     perf = v["performance"]
@@ -121,6 +122,8 @@ def test_a_shifted_window_drifts_alerts_once_and_says_too_few_labels(watched):
     drift = res.values["drift"]
     assert drift["features"]["age"]["drift"] and drift["features"]["hours-per-week"]["drift"]
     assert not drift["features"]["education"]["drift"]
+    # older applicants: the model's scores move too
+    assert res.values["prediction_drift"]["score"]["drift"]
     assert res.values["performance"] == {"status": "too_few_labels", "labeled": 0, "needed": 100}
     assert [a["rule"] for a in res.alerts] == ["input-drift"]
     sent = [json.loads(line) for line in (root / "alerts.jsonl").read_text().splitlines()]

@@ -162,8 +162,8 @@ def monitor(
     (``sensitive``: default ``audit.sensitive`` of keel.yaml), then the alert rules of
     keel.yaml's ``monitor.alerts`` (with ``alerts``). Recorded as a ``monitor`` event.
 
-    Prediction drift (scores against the training data's scores) is not computed yet: the
-    reference holds the training inputs, not the model's answers on them."""
+    Prediction drift compares the served answers (scores, or predictions) with what the
+    served version answers on a seeded sample of 5,000 training rows."""
     from keel.monitor.drift import Reference, drift_report
     from keel.monitor.quality import quality_report
 
@@ -176,14 +176,16 @@ def monitor(
     settings = getattr(store, "settings", {}) or {}
     if sensitive is None:
         sensitive = list((settings.get("audit") or {}).get("sensitive") or [])
+    train_ref = training_dataset(store, mv.ref)
     if reference is None:
-        reference = Reference.from_dataset(store, training_dataset(store, mv.ref))
+        reference = Reference.from_dataset(store, train_ref)
     t0 = time.perf_counter()
     features = [c for c in window.inputs.columns if c in set(reference.columns)]
     values: dict[str, Any] = {
         "window": window.describe(),
         "drift": drift_report(reference, window.inputs, columns=features),
         "quality": quality_report(reference, window.inputs),
+        "prediction_drift": _prediction_drift(store, mv, train_ref, window, seed),
     }
     mask, short = _labelled(window, mv, min_labels)
     values["performance"] = short or _performance(window, mv, mask, seed)
@@ -242,6 +244,36 @@ def _trigger(store: Any, model: str, fired: list[Any], settings: dict) -> list[d
             store.add_event(conn, "alert_trigger", model, entry)
         out.append(entry)
     return out
+
+
+def _prediction_drift(
+    store: Any, mv: Any, train_ref: str, window: Window, seed: int, rows: int = 5000
+) -> dict[str, Any]:
+    """The served answers (the positive-class score, or the prediction) against what the
+    served version answers on a seeded sample of its training rows: the same tests as an
+    input column (KS, Wasserstein, PSI)."""
+    import pandas as pd
+
+    from keel import registry
+    from keel.data import load_frame
+    from keel.monitor.drift import Reference, drift_report
+
+    frame = load_frame(store, train_ref)
+    cols = [c["name"] for c in mv.input_schema]
+    sample = frame[cols].sample(min(rows, len(frame)), random_state=seed)
+    model = registry.load(store, mv.ref)
+    if mv.task == "regression":
+        name, ref = "prediction", np.asarray(model.predict(sample), dtype=float)
+    else:
+        name, ref = "score", np.asarray(model.predict_proba(sample), dtype=float)[:, -1]
+    cur = window.outputs[name].to_numpy(dtype=float)
+    cur = cur[~np.isnan(cur)]
+    if cur.size == 0:
+        return {}
+    report = drift_report(
+        Reference.from_frame(pd.DataFrame({name: ref})), pd.DataFrame({name: cur})
+    )
+    return {name: report["features"][name], "reference_rows": len(ref)}
 
 
 def _summary(values: dict[str, Any]) -> dict[str, Any]:

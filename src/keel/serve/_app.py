@@ -434,7 +434,8 @@ class KeelApp:
 #: group tables, intervals).
 _GAUGED = re.compile(
     r"^(drift\.share|drift\.n_drifted|window\.(rows|labeled)|quality\.[a-z_]+"
-    r"|performance\.[a-z0-9_]+|fairness\.[^.]+\.[a-z_]+)$"
+    r"|performance\.[a-z0-9_]+|fairness\.[^.]+\.[a-z_]+"
+    r"|prediction_drift\.[a-z]+\.(statistic|drift))$"
 )
 
 
