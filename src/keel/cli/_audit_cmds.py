@@ -170,11 +170,35 @@ def _print_evidence(doc: dict[str, Any], what: str) -> None:
         if isinstance(shap, dict):
             top = sorted(shap.items(), key=lambda kv: -(kv[1] or 0))[:8]
             table("global importance (mean |SHAP|)", ["feature", "mean |SHAP|"], top)
+    rob = doc.get("robustness") or {}
+    hsj = rob.get("hopskipjump") or {}
+    if isinstance(hsj, dict) and "success_rate" in hsj:
+        console.print(
+            f"robustness: HopSkipJump success {_num(_value(hsj.get('success_rate')))} "
+            f"(valid rows {_num(_value(hsj.get('valid_success_rate')))}), accuracy under "
+            f"attack {_num(_value(hsj.get('accuracy_under_attack')))}; worst accuracy under "
+            f"noise {_num(_value((rob.get('noise') or {}).get('worst_accuracy')))}"
+        )
+    mia = (doc.get("privacy") or {}).get("mia") or {}
+    if "auc" in mia:
+        dp = (doc.get("privacy") or {}).get("dp") or {}
+        eps = dp.get("epsilon")
+        console.print(
+            f"privacy: membership inference AUC {_num(_value(mia.get('auc')))}, advantage "
+            f"{_num(_value(mia.get('advantage')))}; differentially private: "
+            f"{'yes, ε=' + str(eps) if dp.get('differentially_private') else 'no'}"
+        )
+    for name, why in (doc.get("skipped") or {}).items():
+        console.print(f"[yellow]skipped {name}[/yellow]: {why}")
     timings = doc.get("timings_s") or {}
     if timings:
         console.print(
             "timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()), highlight=False
         )
+
+
+def _value(x: Any) -> Any:
+    return x.get("value") if isinstance(x, dict) else x
 
 
 def _num(x: Any) -> str:

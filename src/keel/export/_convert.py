@@ -229,9 +229,16 @@ def _pipeline(model: Any) -> tuple[Any, Any]:
             else [("features", model.transformer)]
         )
         return Pipeline([*steps, ("model", shim)]), model.booster
+    hint = ""
+    if type(model).__name__ in ("ThresholdedModel", "EnsembleModel"):
+        hint = (
+            "; fairness-mitigated versions made by ThresholdOptimizer or ExponentiatedGradient "
+            "cannot be exported (so not served) yet: export the parent version, or mitigate "
+            "with --method reweigh, which retrains an exportable model"
+        )
     raise InvalidInput(
         f"to_onnx: cannot export a {type(model).__name__}; keel exports SklearnModel and "
-        "LightGBMModel (every model of keel's zoo)"
+        f"LightGBMModel (every model of keel's zoo){hint}"
     )
 
 

@@ -195,6 +195,13 @@ def _resolve(conn: Connection, ref: str) -> Any:
             select(t_alias.c.version).where(t_alias.c.name == name, t_alias.c.alias == alias)
         ).scalar()
         if version is None:
+            known = conn.execute(
+                select(t_versions.c.version).where(t_versions.c.name == name).limit(1)
+            ).scalar()
+            if known is None:
+                names = conn.execute(select(t_versions.c.name).distinct().limit(20)).scalars()
+                listed = ", ".join(sorted(names)) or "none yet"
+                raise NotFound(f"no model named {name!r} is registered; models: {listed}")
             raise NotFound(f"model {name!r} has no alias {alias!r}")
     q = select(t_versions).where(t_versions.c.name == name)
     q = (
