@@ -272,3 +272,22 @@ def test_cli_writes_the_card_and_prints_its_paths(carded, tmp_path, capsys):
     assert {"point": "MEASURE 2.12", "status": "missing"}.items() <= next(
         r for r in result["missing"] if r["point"] == "MEASURE 2.12"
     ).items()
+
+
+def test_a_mitigated_version_shows_its_parents_search_and_no_monitoring_claim(carded):
+    from keel.audit import mitigate
+    from keel.train import search
+
+    proj, _, _, _ = carded
+    found = search(
+        proj.store, "adult", "income", n_trials=2, executor="inline", seed=0, progress=False
+    )
+    parent = found.final.register(proj.store, "adult")
+    child = mitigate(proj.store, parent.ref, "reweigh", "sex").version
+    audit(proj.store, child.ref, sections=["performance"], n_boot=20)
+    card = model_card(proj.store, child.ref)
+    md = card.markdown()
+    assert f"the search that made {parent.ref}" in md
+    assert "No hyper-parameter search" not in md
+    rows = {r["point"]: r for r in card.compliance["nist_measure"]}
+    assert rows["MEASURE 3.1"]["status"] != "present"  # a plan alone is not tracking

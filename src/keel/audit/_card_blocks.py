@@ -230,6 +230,13 @@ def _training(s: Mapping[str, Any]) -> list[Block]:
         out.append(_p("No hyper-parameter search: the parameters above were given."))
     else:
         out.append({"kind": "h3", "text": "Hyper-parameter search"})
+        if search.get("inherited_from"):
+            out.append(
+                _p(
+                    f"The parameters come from the search that made {search['inherited_from']}, "
+                    "the version this one was mitigated from."
+                )
+            )
         out.append(
             _kv(
                 [

@@ -264,7 +264,7 @@ NIST_MEASURE: tuple[Point, ...] = (
         "MEASURE 3.1",
         "Existing and emergent risks tracked over time in deployment",
         ("Monitoring plan",),
-        ("monitoring_plan",),
+        ("monitoring_plan", "monitoring_results"),
     ),
     (
         "MEASURE 3.3",

@@ -206,12 +206,26 @@ def _run(store: Any, run_id: str | None) -> dict[str, Any] | None:
         return None
 
 
+def _parent_run(store: Any, ref: str) -> dict[str, Any] | None:
+    from keel import registry
+
+    try:
+        return _run(store, registry.get_version(store, ref).run_id)
+    except NotFound:
+        return None
+
+
 def _training(store: Any, run: dict[str, Any] | None) -> dict[str, Any] | None:
     if run is None:
         return None
     params = dict(run.get("params") or {})
     search = None
-    parent_id = (run.get("tags") or {}).get("search_run")
+    tags = run.get("tags") or {}
+    parent_id = tags.get("search_run")
+    inherited = None
+    if parent_id is None and tags.get("parent"):  # a mitigated version: its parent's search
+        inherited = _parent_run(store, tags["parent"])
+        parent_id = ((inherited or {}).get("tags") or {}).get("search_run")
     parent = _run(store, parent_id) if parent_id else None
     if parent is not None:
         p = parent.get("params") or {}
@@ -229,6 +243,8 @@ def _training(store: Any, run: dict[str, Any] | None) -> dict[str, Any] | None:
             "sampler": "Optuna TPE",
             "seed": parent.get("seed"),
         }
+        if inherited is not None:
+            search["inherited_from"] = tags["parent"]
     return {
         "run_id": run["id"],
         "experiment": run.get("experiment"),
