@@ -137,6 +137,8 @@ def test_search_runs_trials_through_the_process_pool(adult_store):
     )
     assert len(res.trials) == 4 and len({str(t["params"]) for t in res.trials}) == 4
     assert res.best_value == max(t["value"] for t in res.trials)
+    run = get_run(adult_store, res.search_run_id)
+    assert run["metrics"][f"best_{res.metric}"] == res.best_value  # the headline is the best
     assert res.final.metrics["roc_auc"] > 0.85
     parent = get_run(adult_store, res.search_run_id)
     assert len(parent["metric_history"]["val_roc_auc"]) == 4

@@ -167,6 +167,8 @@ def search(
                 prepared=prep,
             )
             parent.log_metrics({f"holdout_{k}": v for k, v in final.metrics.items()}, step=0)
+            # the per-trial series keeps its history; the run's headline is the best trial
+            parent.log_metric(f"best_{metric}", float(study.best_value), step=0)
     finally:
         if own_executor:
             ex.close()
