@@ -209,8 +209,13 @@ def test_every_command_has_help_with_an_example():
         "compare",
         "serve",
         "release",
+        "signing-key",
+        "monitor run",
+        "pipeline run",
     ]:
-        out = subprocess.run([exe, cmd, "--help"], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [exe, *cmd.split(), "--help"], capture_output=True, text=True, check=True
+        )
         assert "Example: keel" in out.stdout, cmd
 
 
@@ -284,3 +289,23 @@ def test_search_keeps_split_options_and_fixed_params(project, capsys):
     run = keel_json(capsys, "runs", "--id", out["run_id"], "-C", project)
     assert run["params"]["model.n_estimators"] == 15
     assert run["params"]["n_test"] == 10 and run["params"]["split"] == "time"
+
+
+def test_signing_key_then_a_signed_bundle_verifies(project, capsys, tmp_path):
+    from keel.export import verify_bundle
+
+    keel_json(capsys, "train", "people", "-t", "label", "--register", "people-m", "-C", project)
+    key = tmp_path / "edge.pem"
+    out = keel_json(capsys, "signing-key", key)
+    assert out == {"private": str(key), "public": str(tmp_path / "edge.pub")}
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    code, _, err = keel(capsys, "signing-key", key)
+    assert code == 2 and "exists" in err  # never overwrites a key
+    bundle = tmp_path / "m.tar.gz"
+    code, text, err = keel(
+        capsys, "bundle", "people-m/1", "--out", bundle, "--archive", "--key", key, "-C", project
+    )
+    assert code == 0, err
+    assert f"tar -xzf {bundle} runner.py" in text and "--public-key" in text
+    manifest = verify_bundle(bundle, public_key=tmp_path / "edge.pub")
+    assert manifest["model"]["name"] == "people-m"

@@ -117,8 +117,41 @@ def bundle_cmd(
         emit_json({"bundle": str(path), "model": mv.ref, "signed": key is not None})
         return
     console.print(f"[green]bundle[/green] {path} ({mv.ref}{', signed' if key else ''})")
-    console.print(
-        f"run it: python {path}/runner.py {path} --input rows.csv"
-        if not archive
-        else f"run it: python runner.py {path} --input rows.csv"
-    )
+    check = " --public-key PUBLIC.pem" if key else ""
+    if archive:
+        console.print(f"get the runner: tar -xzf {path} runner.py", highlight=False)
+        console.print(f"run it: python runner.py {path} --input rows.csv{check}", highlight=False)
+    else:
+        console.print(
+            f"run it: python {path}/runner.py {path} --input rows.csv{check}", highlight=False
+        )
+
+
+@app.command("signing-key")
+def signing_key_cmd(
+    out: Path = typer.Argument(..., help="Private key file to write (PEM); NAME.pub beside it."),
+    as_json: bool = JSON,
+) -> None:
+    """Make an Ed25519 key pair for signing bundles: the private key (mode 600) for
+    'keel bundle --key', the public one for the runner's --public-key.
+
+    Example: keel signing-key edge.pem   # writes edge.pem and edge.pub
+    """
+    import os
+
+    from keel.errors import InvalidInput
+    from keel.export import generate_keypair
+
+    public_path = out.with_suffix(".pub")
+    for p in (out, public_path):
+        if p.exists():
+            raise InvalidInput(f"signing-key: {p} exists; refusing to overwrite a key")
+    private, public = generate_keypair()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private)
+    public_path.write_bytes(public)
+    if as_json:
+        emit_json({"private": str(out), "public": str(public_path)})
+        return
+    console.print(f"[green]key pair[/green] {out} (private, keep it secret) and {public_path}")
