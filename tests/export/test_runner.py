@@ -416,3 +416,21 @@ def test_the_runner_works_in_a_fresh_virtualenv_with_only_onnxruntime_and_numpy(
         ">50K",
     }
     assert answers[1] == {"row": 2, "error": "column 'age': expected a number, got 'abc'"}
+
+
+def test_a_closed_pipe_ends_the_runner_quietly(bundles, tmp_path):
+    rows = "age,city\n" + "".join(f"{20 + i % 50},paris\n" for i in range(50_000))
+    (tmp_path / "many.csv").write_text(rows)
+    runner = bundles["dir"] / "runner.py"
+    command = (
+        f"'{sys.executable}' -I '{runner}' '{bundles['dir']}' --input '{tmp_path / 'many.csv'}'"
+        " | head -n 1"
+    )
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {command}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert json.loads(result.stdout)["row"] == 1
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
