@@ -191,9 +191,13 @@ def test_keys_are_needed_and_scoped(keyed, row):
     body = {"rows": [row]}
     status, headers, data = call(url, "POST", "/models/adult/predict", body)
     assert status == 401 and headers["www-authenticate"].startswith("Bearer")
-    assert_clean_error(data, "unauthorized")
+    assert "needs an API key" in assert_clean_error(data, "unauthorized")["message"]
     bad = {"Authorization": "Bearer " + predict[:-2] + "xx"}
-    assert call(url, "POST", "/models/adult/predict", body, headers=bad)[0] == 401
+    status, _, data = call(url, "POST", "/models/adult/predict", body, headers=bad)
+    assert (
+        status == 401
+        and "not one this server knows" in assert_clean_error(data, "unauthorized")["message"]
+    )
     assert (
         call(url, "POST", "/models/adult/predict", body, headers={"Authorization": predict})[0]
         == 401

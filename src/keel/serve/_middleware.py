@@ -155,9 +155,12 @@ class Auth:
             kind, _, token = raw.decode("latin-1").partition(" ")
             key = self.keys.check(token.strip()) if kind.lower() == "bearer" else None
             if key is None:
+                given = kind.lower() == "bearer" and token.strip()
                 raise ServeError(
                     "unauthorized",
-                    "this route needs an API key: send Authorization: Bearer <key>",
+                    "the API key is not one this server knows (or it was revoked)"
+                    if given
+                    else "this route needs an API key: send Authorization: Bearer <key>",
                     headers={"www-authenticate": 'Bearer realm="keel"'},
                 )
             if not key.allows(needed):
