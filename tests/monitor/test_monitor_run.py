@@ -174,3 +174,38 @@ def test_cli_monitor_run(watched, capsys):
     code = main(["monitor", "run", "adult", "--last", "5", "--hours", "1", "-C", str(root)])
     assert code == 2 and "one of --last" in capsys.readouterr().err
     assert np.isfinite(out["values"]["seconds"])
+
+
+def test_cli_drift_between_two_datasets(tmp_path, capsys):
+    from keel.datasets import write_bikeshare_csv
+
+    root = tmp_path / "p"
+    keel_project.init(root, name="bikes").close()
+    paths = write_bikeshare_csv(
+        tmp_path, {"winter": ["Jan", "Feb"], "spring": ["March"], "summer": ["July", "Aug"]}
+    )
+    with keel_project.open_project(root) as proj:
+        for name, path in paths.items():
+            ingest(proj.store, path, name=name)
+    code = main(
+        [
+            "monitor",
+            "drift",
+            "winter",
+            "summer",
+            "--column",
+            "temp",
+            "--column",
+            "hr",
+            "--test",
+            "temp=psi",
+            "-C",
+            str(root),
+            "--json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["drift"]["features"]["temp"]["test"] == "psi"
+    assert out["drift"]["features"]["temp"]["drift"] and not out["drift"]["features"]["hr"]["drift"]
+    code = main(["monitor", "drift", "winter", "summer", "--test", "temp", "-C", str(root)])
+    assert code == 2 and "COLUMN=TEST" in capsys.readouterr().err

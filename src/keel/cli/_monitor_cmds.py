@@ -131,3 +131,61 @@ def watch_cmd(
             if passes and done >= passes:
                 break
             time.sleep(every)
+
+
+@monitor_app.command("drift")
+def drift_cmd(
+    reference: str = typer.Argument(..., help="Reference dataset: NAME, NAME/VERSION or sha."),
+    current: str = typer.Argument(..., help="Current dataset to compare with it."),
+    column: list[str] = typer.Option(None, help="Only these columns (repeat)."),
+    test: list[str] = typer.Option(
+        None,
+        help="Override a column's test: COLUMN=TEST (ks, wasserstein, psi, chisquare, "
+        "jensenshannon); repeat.",
+    ),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Drift and data quality of one stored dataset against another (e.g. this month's
+    ingest against the training data), without a served model.
+
+    Example: keel monitor drift bikes-early bikes-recent --test temp=psi
+    """
+    from keel.data import load_frame
+    from keel.errors import InvalidInput
+    from keel.monitor import Reference, drift_report, quality_report
+
+    tests: dict[str, str] = {}
+    for item in test or []:
+        col, sep, name = item.partition("=")
+        if not sep or not col or not name:
+            raise InvalidInput(f"--test: expected COLUMN=TEST, got {item!r}")
+        tests[col] = name
+    with _project(project) as proj:
+        ref = Reference.from_dataset(proj.store, reference)
+        frame = load_frame(proj.store, current)
+        cols = list(column) if column else [c for c in frame.columns if c in ref.columns]
+        report = drift_report(ref, frame, columns=cols, tests=tests or None)
+        quality = quality_report(ref, frame, columns=cols)
+    if as_json:
+        emit_json({"drift": report, "quality": quality})
+        return
+    rows = [
+        [
+            name,
+            f.get("test"),
+            f.get("statistic"),
+            f.get("p_value"),
+            "DRIFT" if f.get("drift") else "",
+        ]
+        for name, f in report["features"].items()
+    ]
+    table(
+        f"{current} against {reference}: {report['n_drifted']} of {report['n_features']} "
+        f"columns drifted (share {report['share']:.2f})",
+        ["column", "test", "statistic", "p-value", ""],
+        rows,
+    )
+    issues = quality.get("columns_with_issues") or []
+    if issues:
+        console.print(f"data quality issues in: {', '.join(map(str, issues))}")
