@@ -315,3 +315,15 @@ def test_report_keeps_each_columns_own_group_order():
     assert keys == ["young", "mid", "old"]
     inter = [g["key"] for g in r["features"]["age_band+sex"]["groups"]]
     assert inter == ["young & F", "mid & M", "old & F", "old & M"]
+
+
+def test_small_groups_are_listed():
+    from keel.audit.fairness import SMALL_GROUP, fairness_report
+
+    rng = np.random.default_rng(0)
+    groups = np.array(["big"] * 200 + ["tiny"] * (SMALL_GROUP - 1))
+    y = rng.integers(0, 2, len(groups))
+    pred = rng.integers(0, 2, len(groups))
+    ev = fairness_report(y, pred, groups, n_boot=0)["features"]
+    small = next(iter(ev.values()))["small_groups"]
+    assert small == {"min_rows": SMALL_GROUP, "groups": ["tiny"]}

@@ -248,3 +248,16 @@ def test_json_media_type_parameters(url, row, content_type, status):
 def test_a_strange_request_id_is_replaced(url):
     _, headers, _ = call(url, "GET", "/healthz", headers={"x-request-id": "a b\tc"})
     assert headers["x-request-id"] != "a b\tc" and len(headers["x-request-id"]) == 16
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"rows": []}, "rows: expected a non-empty array of objects, got an empty array"),
+        ({"row": [{}]}, "rows: expected a non-empty array of objects, got missing"),
+        ([{"age": 1}], 'body: expected an object {"rows": [{...}, ...]}, got an array'),
+    ],
+)
+def test_body_shape_messages_say_what_was_sent(url, body, expected):
+    status, _, data = call(url, "POST", "/models/adult/predict", body)
+    assert status == 422 and assert_clean_error(data, "invalid_input")["message"] == expected

@@ -66,6 +66,7 @@ DISPARITIES = (
     "disparate_impact_ratio",
 )
 FOUR_FIFTHS = 0.8
+SMALL_GROUP = 30  # groups with fewer rows are listed as small in the evidence
 INTERSECTION = "+"  # "sex+race": no dots, so policy paths like fairness.sex+race.x stay parseable
 
 
@@ -388,6 +389,11 @@ def _feature_evidence(
     di = point["disparate_impact_ratio"]
     evidence = gm.to_dict()
     evidence["disparities"] = out
+    counts = gm.metrics["count"]
+    evidence["small_groups"] = {  # too few rows for their rates to mean much
+        "min_rows": SMALL_GROUP,
+        "groups": [k for k, c in zip(keys, counts, strict=True) if int(c) < SMALL_GROUP],
+    }
     evidence["four_fifths_rule"] = {
         "threshold": four_fifths,
         "passed": bool(di >= four_fifths) if np.isfinite(di) else None,

@@ -164,6 +164,14 @@ def _print_evidence(doc: dict[str, Any], what: str) -> None:
             ):
                 rows.append([key, name, *_fmt_ci(ev.get(name))])
         table("fairness", ["groups", "disparity", "value", "low", "high"], rows)
+        for key, ev in fair.items():
+            small = (ev.get("small_groups") or {}).get("groups") if key != "about" else None
+            if small:
+                console.print(
+                    f"[yellow]{key}[/yellow]: {len(small)} group(s) under "
+                    f"{ev['small_groups']['min_rows']} rows ({', '.join(map(str, small[:5]))}"
+                    f"{', …' if len(small) > 5 else ''}); their rates are noisy"
+                )
     expl = doc.get("explanations")
     if expl:
         shap = (expl.get("global") or {}).get("mean_abs_shap")

@@ -161,9 +161,9 @@ def describe(value: Any) -> str:
         text = repr(value)
         return text if len(text) <= 42 else text[:39] + "..."
     if isinstance(value, list):
-        return "an array"
+        return "an array" if value else "an empty array"
     if isinstance(value, dict):
-        return "an object"
+        return "an object" if value else "an empty object"
     return "a value of another type"
 
 

@@ -78,10 +78,17 @@ async def predict(req: Request) -> Response:
     slot = _slot(req, req.params["name"])
     with slot.arrivals:
         body = await req.json()
-    rows = body.get("rows") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        got = _codec.describe(body)
+        raise ServeError(
+            "invalid_input",
+            f'body: expected an object {{"rows": [{{...}}, ...]}}, got {got}',
+            [{"field": "body", "expected": 'an object with "rows"', "got": got}],
+        )
+    rows = body.get("rows", _codec.MISSING)
     if isinstance(rows, list):
         _check_rows(req, len(rows))
-    key = body.get("key") if isinstance(body, dict) else None
+    key = body.get("key")
     if key is not None and (type(key) is not str and type(key) is not int):
         got = _codec.describe(key)
         raise ServeError(
