@@ -185,10 +185,11 @@ def run_monitor_act(root: Path, *, requests: int = 600, say: Any = print) -> dic
                 "alerts": [a["rule"] for a in res.alerts],
                 "triggered": res.triggered,
             }
+            r2 = out["monitor"]["r2"]
             say(
                 f"monitor: {len(drifted)} of {drift['n_features']} inputs drifted "
                 f"({', '.join(drifted)}); R² on labelled traffic "
-                f"{out['monitor']['r2'] if out['monitor']['r2'] is not None else 'n/a'}"
+                f"{'n/a' if r2 is None else f'{r2:.3f}'} (trained: {mv.metrics['r2']:.3f})"
             )
             say(
                 f"alerts fired: {', '.join(out['monitor']['alerts']) or 'none'}; the webhook "
