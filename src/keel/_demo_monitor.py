@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MODEL", "run_monitor_act"]
+__all__ = ["MODEL", "post_rows", "run_monitor_act"]
 
 MODEL = "bike-demand"
 TRAIN_MONTHS = ["Jan", "Feb", "March", "April"]
@@ -65,15 +65,17 @@ def _csv(path: Path, months: list[str]) -> Path:
     return path
 
 
-def _send(url: str, rows: list[dict[str, Any]], key_offset: int) -> list[tuple[str, int]]:
+def post_rows(url: str, model: str, rows: list[Any], keys: list[str]) -> list[tuple[str, int]]:
+    """POST each row as a one-row request to ``/models/MODEL/predict`` over one keep-alive
+    connection, sticky by its key; (request id, version that answered) for each."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     answers = []
     try:
-        for i, row in enumerate(rows):
+        for row, key in zip(rows, keys, strict=True):
             body = json.dumps({"rows": [row]}).encode()
-            headers = {"Content-Type": "application/json", "x-keel-key": f"k{key_offset + i}"}
-            conn.request("POST", f"/models/{MODEL}/predict", body, headers)
+            headers = {"Content-Type": "application/json", "x-keel-key": key}
+            conn.request("POST", f"/models/{model}/predict", body, headers)
             answer = json.loads(conn.getresponse().read())
             answers.append((answer["request_id"], answer["version"]))
     finally:
@@ -165,7 +167,7 @@ def run_monitor_act(root: Path, *, requests: int = 600, say: Any = print) -> dic
             PredictionLog(store) as log,
             start(store, [release], sink=log, watch_seconds=0.5) as server,
         ):
-            answers = _send(server.url, rows, 0)
+            answers = post_rows(server.url, MODEL, rows, [f"k{i}" for i in range(len(rows))])
             log.flush()
             say(
                 f"served {len(answers):,} hours of {', '.join(TRAFFIC_MONTHS)} as traffic "
@@ -213,7 +215,8 @@ def run_monitor_act(root: Path, *, requests: int = 600, say: Any = print) -> dic
                 if any(v["version"] == cand.version for v in slot["variants"]):
                     break
                 time.sleep(0.2)
-            again = _send(server.url, rows, len(rows))
+            keys = [f"k{len(rows) + i}" for i in range(len(rows))]
+            again = post_rows(server.url, MODEL, rows, keys)
         served: dict[int, int] = {}
         for _, version in again:
             served[version] = served.get(version, 0) + 1

@@ -174,41 +174,34 @@ def serve_canary(
     127.0.0.1, send ``requests`` single-row requests of ``frame`` (sticky by a caller key)
     from ``threads`` keep-alive connections, then ingest the rows' true labels by request id.
     Returns the traffic seen: requests, seconds, versions that answered, labels matched."""
-    import http.client
     import threading
     import time
 
-    import orjson
     import pandas as pd
 
+    from keel._demo_monitor import post_rows
     from keel.serve import PredictionLog, Release, ingest_labels, start
 
     release = Release(
         MODEL_NAME, {"production": 90, "candidate": 10}, shadow="challenger", seed=seed
     )
-    rows = frame.drop(columns=[target]).head(requests)
-    bodies = [orjson.dumps({"rows": [r]}) for r in rows.to_dict("records")]
+    rows = frame.drop(columns=[target]).head(requests).to_dict("records")
+    rows = [{k: (None if v != v else v) for k, v in r.items()} for r in rows]  # NaN: missing
     truth = frame[target].head(requests).astype(str).tolist()
     answers: list[tuple[str, int, str]] = []
     lock = threading.Lock()
 
     def send(url: str, part: range) -> None:
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        try:
-            for i in part:
-                headers = {"Content-Type": "application/json", "x-keel-key": f"caller-{i}"}
-                conn.request("POST", f"/models/{MODEL_NAME}/predict", bodies[i], headers)
-                body = orjson.loads(conn.getresponse().read())
-                with lock:
-                    answers.append((body["request_id"], body["version"], truth[i]))
-        finally:
-            conn.close()
+        got = post_rows(url, MODEL_NAME, [rows[i] for i in part], [f"caller-{i}" for i in part])
+        with lock:
+            answers.extend(
+                (rid, version, truth[i]) for (rid, version), i in zip(got, part, strict=True)
+            )
 
     with PredictionLog(store) as log, start(store, [release], sink=log) as server:
         t0 = time.perf_counter()
         workers = [
-            threading.Thread(target=send, args=(server.url, range(k, len(bodies), threads)))
+            threading.Thread(target=send, args=(server.url, range(k, len(rows), threads)))
             for k in range(threads)
         ]
         for w in workers:

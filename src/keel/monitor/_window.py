@@ -22,7 +22,8 @@ __all__ = ["Window", "read_window"]
 @dataclass(frozen=True)
 class Window:
     """One window of logged predictions: ``inputs`` (a frame in the model's input schema),
-    ``outputs`` (request_id, ts, version, label, score, prediction, label_true)."""
+    ``outputs`` (request_id, ts, version, label, score, prediction, label_true); ``since``
+    and ``until`` are the bounds asked for (None: open)."""
 
     model: str
     since: float | None
@@ -83,14 +84,7 @@ def read_window(
             numeric = pd.to_numeric(inputs[col], errors="coerce")
             if numeric.notna().sum() == inputs[col].notna().sum():
                 inputs[col] = numeric.astype(np.float64)
-    lo = outputs["ts"].min() if len(outputs) else None
-    return Window(
-        model,
-        float(lo) if since is None and lo is not None else _epoch(since),
-        _epoch(until),
-        inputs,
-        outputs,
-    )
+    return Window(model, _epoch(since), _epoch(until), inputs, outputs)
 
 
 def _epoch(x: Any) -> float | None:
