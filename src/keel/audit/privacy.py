@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from keel.audit._dp import DPGaussianNB, DPLogisticRegression, diffprivlib, dp_info
+from keel.models._dp import DPGaussianNB, DPLogisticRegression, diffprivlib, dp_info
 from keel.audit._space import art
 from keel.errors import InvalidInput
 

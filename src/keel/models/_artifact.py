@@ -29,9 +29,9 @@ _TRUSTED_EXACT = {
     "builtins.slice",
     "collections.OrderedDict",
     "collections.defaultdict",
-    # differentially private estimators: plain arrays after fit (see keel.audit._dp)
-    "keel.audit._dp.DPGaussianNB",
-    "keel.audit._dp.DPLogisticRegression",
+    # differentially private estimators: plain arrays after fit (see keel.models._dp)
+    "keel.models._dp.DPGaussianNB",
+    "keel.models._dp.DPLogisticRegression",
 }
 
 

@@ -121,7 +121,7 @@ def _mlp_space(trial: Any) -> dict[str, Any]:
 
 
 def _dp(task: str, p: dict[str, Any], seed: int, cls_name: str) -> Any:
-    from keel.audit import _dp
+    from keel.models import _dp
 
     if task != "classification":
         raise InvalidInput(
