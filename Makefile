@@ -22,13 +22,15 @@ $(DEVSTAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)  ## init a project in a temp folder, ingest Adult, search, register, alias, lineage
 	$(BIN)/keel demo
 
-test: $(DEVSTAMP)  ## lint and the whole suite (slow tests included)
+test: $(DEVSTAMP)  ## lint, the layer contract and the whole suite (slow tests included)
 	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/ruff format --check src tests $(wildcard bench)
+	$(BIN)/lint-imports
 
 bench: $(DEVSTAMP)  ## benchmarks against MLflow (installs keel[bench]); prints medians and ratios
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

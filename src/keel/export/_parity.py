@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from keel.errors import InvalidInput
-from keel.export._convert import LABEL, PREDICTION, PROBABILITIES, onnx_inputs
+from keel.models._graph import LABEL, PREDICTION, PROBABILITIES, check_graph, onnx_inputs
 
 __all__ = ["ParityReport", "Tolerance", "check_graph", "parity"]
 
@@ -121,68 +121,6 @@ class ParityReport:
 
 def _over(name: str, value: float, limit: float) -> list[str]:
     return [] if value <= limit else [f"{name} {value:.3g} > {limit:g}"]
-
-
-# --------------------------------------------------------------------------- graph check
-
-
-def check_graph(onnx_model: Any, session_options: Any = None) -> Any:
-    """Refuse a graph that is malformed (a node reading a value nothing defines, a
-    declared output nothing produces, anything ``onnx.checker`` rejects) or that
-    onnxruntime cannot load; return an ``onnxruntime.InferenceSession`` for it."""
-    import onnx
-    import onnxruntime as ort
-
-    proto = _proto(onnx_model)
-    _check_wiring(proto.graph)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise InvalidInput(f"ONNX graph: onnx.checker refuses it: {_first_line(exc)}") from None
-    try:
-        return ort.InferenceSession(
-            proto.SerializeToString(), session_options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own, unexported exception types
-        raise InvalidInput(f"ONNX graph: onnxruntime cannot load it: {_first_line(exc)}") from None
-
-
-def _proto(onnx_model: Any) -> Any:
-    import onnx
-
-    if isinstance(onnx_model, onnx.ModelProto):
-        return onnx_model
-    if isinstance(onnx_model, bytes | bytearray):
-        try:
-            return onnx.load_model_from_string(bytes(onnx_model))
-        except Exception as exc:  # protobuf's DecodeError and friends
-            raise InvalidInput(f"ONNX graph: not an ONNX model ({_first_line(exc)})") from None
-    raise InvalidInput(
-        f"ONNX graph: expected an onnx.ModelProto or its bytes, got {type(onnx_model).__name__}"
-    )
-
-
-def _check_wiring(graph: Any) -> None:
-    known = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {""}
-    for k, node in enumerate(graph.node):
-        for name in node.input:
-            if name not in known:
-                raise InvalidInput(
-                    f"ONNX graph: node {k} ({node.op_type} {node.name!r}) reads {name!r}, "
-                    "which no graph input, initializer or earlier node provides"
-                )
-        known.update(node.output)
-    for out in graph.output:
-        if out.name not in known:
-            raise InvalidInput(
-                f"ONNX graph: declared output {out.name!r} is produced by no node, input or "
-                "initializer"
-            )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- parity

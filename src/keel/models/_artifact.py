@@ -177,7 +177,7 @@ def load_model(
         pipeline = _skops_loads(blobs.get_bytes(parts["pipeline"]["sha"]), "pipeline")
         return SklearnModel(pipeline, m["task"], m["input_schema"], m["classes"])
     if flavor == "onnx":
-        from keel.export import check_graph
+        from keel.models._graph import check_graph
 
         graph = blobs.get_bytes(parts["graph"]["sha"])
         _refuse_external_data(graph)

@@ -49,7 +49,7 @@ class OnnxModel(_Base):
         return self._session
 
     def _run(self, X: Any) -> dict[str, np.ndarray]:
-        from keel.export import onnx_inputs
+        from keel.models._graph import onnx_inputs
 
         feed = onnx_inputs(check_input_frame(X, self.input_schema), self.input_schema)
         names = [o.name for o in self.session.get_outputs()]

@@ -220,8 +220,8 @@ def _trigger(store: Any, model: str, fired: list[Any], settings: dict) -> list[d
     relative to the project folder); each run is an ``alert_trigger`` event."""
     from pathlib import Path
 
+    from keel import plugins
     from keel.monitor.alerts import AlertConfig
-    from keel.pipeline import run_pipeline
 
     rules = {r.name: r for r in AlertConfig.from_settings(settings).rules}
     out = []
@@ -233,7 +233,7 @@ def _trigger(store: Any, model: str, fired: list[Any], settings: dict) -> list[d
         root = getattr(store, "project_root", None)
         if not path.is_absolute() and root is not None:
             path = Path(root) / path
-        run = run_pipeline(store, path)
+        run = plugins.get("alert_actions", "pipeline")(store, path)  # keel.pipeline's
         entry = {
             "rule": rule.name,
             "pipeline": str(rule.pipeline),

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from keel import config
+from keel import config, plugins
 from keel.errors import InvalidInput, NotFound
 from keel.store import Store, _tables
 
@@ -272,6 +272,25 @@ def list_versions(store: Store, name: str) -> list[ModelVersion]:
         return [_row_to_version(conn, r) for r in rows]
 
 
+def _run_alias_checks(
+    store: Any, ref: str, alias: str, *, override: str | None, who: str | None
+) -> list[str]:
+    """Run every ``alias_checks`` plug-in (keel.audit's gates among them, see
+    :mod:`keel.plugins`); each raises to refuse the move. Returns the failed rules that
+    ``override`` let through. With no check plugged in at all (a broken install), refuse:
+    an alias must not move unchecked."""
+    checks = plugins.plugins("alias_checks")
+    if not checks:
+        raise plugins.PluginMissing(
+            f"alias {alias!r}: no alias checks are installed, so the gates cannot run; "
+            "keel's package metadata is missing: reinstall keel (pip install -e .)"
+        )
+    overridden: list[str] = []
+    for check in checks.values():
+        overridden.extend(check(store, ref, alias, override=override, who=who) or [])
+    return overridden
+
+
 def set_alias(
     store: Store,
     ref: str,
@@ -295,9 +314,7 @@ def set_alias(
         raise InvalidInput(
             f"alias: give the version to point at, e.g. {ref}/3 or {ref}@candidate; got {ref!r}"
         )
-    from keel.audit.gates import enforce
-
-    if enforce(store, ref, alias, override=override, who=who):
+    if _run_alias_checks(store, ref, alias, override=override, who=who):
         why = f"{why} [gate override: {override}]".strip()
     with store.write() as conn:
         row = _resolve(conn, ref)
