@@ -11,6 +11,14 @@ in the project's ``keel.yaml``::
         - performance.roc_auc >= 0.9
         - fairness.sex.demographic_parity_difference <= 0.05
       gated_aliases: [production]      # the default
+      allow_empty: false               # the default: a policy with no rules is an error
+
+A policy with no rules checks nothing, so it does not pass: :func:`gate` returns a result
+that says it is empty and has not passed, and ``keel gate`` exits 1. Write
+``allow_empty: true`` to pass an empty policy on purpose. A project whose keel.yaml declares
+``audit.policy`` or ``audit.gated_aliases`` but no rules cannot move a gated alias either
+(unless ``allow_empty``); a project that declares neither has set up no gates, and its
+aliases move as before.
 
 Moving a gated alias runs the gates on the version's latest evidence and refuses when one
 fails or there is no evidence; ``override="reason"`` moves it anyway, and the override (who,
@@ -49,6 +57,10 @@ _RULE = re.compile(
     r"^\s*(?P<path>[A-Za-z0-9_.\-:|+&]+)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>\S+)\s*$"
 )
 DEFAULT_GATED = ("production",)
+_EMPTY_FIX = (
+    "add rules under audit.policy in keel.yaml (e.g. 'performance.roc_auc >= 0.8'), or set "
+    "audit.allow_empty: true to pass an empty policy on purpose"
+)
 
 
 @dataclass(frozen=True)
@@ -94,10 +106,14 @@ class Rule:
 
 @dataclass(frozen=True)
 class Policy:
-    """The rules a version must pass, and the aliases they guard."""
+    """The rules a version must pass, and the aliases they guard. ``allow_empty``: a policy
+    with no rules passes (on purpose) instead of failing; ``declared``: keel.yaml names
+    ``audit.policy`` or ``audit.gated_aliases``, so an empty policy there guards the alias."""
 
     rules: tuple[Rule, ...] = ()
     gated_aliases: tuple[str, ...] = DEFAULT_GATED
+    allow_empty: bool = False
+    declared: bool = False
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None) -> Policy:
@@ -107,7 +123,7 @@ class Policy:
             raise InvalidInput(f"keel.yaml: audit: expected a mapping, got {audit!r}")
         from keel.audit._card_sections import STATEMENT_KEYS
 
-        known = ["sensitive", "policy", "gated_aliases", *STATEMENT_KEYS]
+        known = ["sensitive", "policy", "gated_aliases", "allow_empty", *STATEMENT_KEYS]
         unknown = sorted(set(map(str, audit)) - set(known))
         if unknown:
             near = difflib.get_close_matches(unknown[0], known, n=1)
@@ -126,8 +142,22 @@ class Policy:
             raise InvalidInput(
                 f"keel.yaml: audit.gated_aliases: expected a list of aliases, got {gated!r}"
             )
+        allow_empty = audit.get("allow_empty", False)
+        if not isinstance(allow_empty, bool):
+            raise InvalidInput(
+                f"keel.yaml: audit.allow_empty: expected true or false, got {allow_empty!r}"
+            )
         parsed = tuple(Rule.parse(r, f"keel.yaml: audit.policy[{i}]") for i, r in enumerate(rules))
-        return cls(parsed, tuple(gated))
+        declared = "policy" in audit or "gated_aliases" in audit
+        return cls(parsed, tuple(gated), allow_empty, declared)
+
+    @property
+    def empty_problem(self) -> str | None:
+        """Why this policy cannot pass for having no rules; None when it has rules or
+        ``allow_empty`` is set."""
+        if self.rules or self.allow_empty:
+            return None
+        return f"the project's audit policy has no rules, so nothing would be checked; {_EMPTY_FIX}"
 
     def check_paths(
         self, values: Mapping[str, float], doc: Mapping[str, Any] | None = None
@@ -155,15 +185,36 @@ class Policy:
 
 @dataclass(frozen=True)
 class GateResult:
-    """Each rule with the value found and whether it passed."""
+    """Each rule with the value found and whether it passed. A result with no checks is
+    ``empty``: it has not passed unless the policy allows that on purpose (``allow_empty``);
+    ``note`` says which."""
 
     model: str
     evidence_id: int | None
     checks: tuple[dict[str, Any], ...]
+    allow_empty: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.checks
 
     @property
     def passed(self) -> bool:
+        if self.empty:
+            return self.allow_empty
         return all(c["passed"] for c in self.checks)
+
+    @property
+    def note(self) -> str | None:
+        """A sentence about an empty result; None when there were rules to check."""
+        if not self.empty:
+            return None
+        if self.allow_empty:
+            return (
+                "the project's audit policy has no rules, and keel.yaml says that is on "
+                "purpose (audit.allow_empty: true): nothing was checked"
+            )
+        return f"the project's audit policy has no rules: nothing was checked; {_EMPTY_FIX}"
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -174,6 +225,8 @@ class GateResult:
             "model": self.model,
             "evidence_id": self.evidence_id,
             "passed": self.passed,
+            "empty": self.empty,
+            "note": self.note,
             "checks": list(self.checks),
         }
 
@@ -201,7 +254,8 @@ def evidence_values(doc: Mapping[str, Any], prefix: str = "") -> dict[str, float
 
 def gate(store: Any, ref: str, policy: Policy | None = None) -> GateResult:
     """Run ``policy`` (default: the project's) on the latest evidence of version ``ref``.
-    Raises :class:`ValidationFailed` when the version has no evidence, and
+    A policy with no rules gives an ``empty`` result that has not passed unless the policy
+    has ``allow_empty``. Raises :class:`ValidationFailed` when the version has no evidence, and
     :class:`InvalidInput` for a rule whose path the evidence does not have."""
     from keel.audit._evidence import get_evidence
 
@@ -231,36 +285,43 @@ def gate(store: Any, ref: str, policy: Policy | None = None) -> GateResult:
                 f" (skipped: {why})" if why else f"; run 'keel audit {ev.ref}' with it"
             )
         checks.append(check)
-    return GateResult(ev.ref, ev.id, tuple(checks))
+    return GateResult(ev.ref, ev.id, tuple(checks), policy.allow_empty)
 
 
 def enforce(
     store: Any, ref: str, alias: str, *, override: str | None = None, who: str | None = None
 ) -> list[str]:
     """The check :func:`keel.registry.set_alias` runs before moving ``alias`` to ``ref``:
-    nothing when the project's policy does not gate ``alias`` or has no rules; else the
-    gates must pass, or ``override`` (a reason) must be given — then the override and the
-    failed rules are recorded as a ``gate_override`` event. Returns the failed rules that
-    were overridden (empty when none failed). Raises :class:`ValidationFailed` naming every
-    failed rule, changing nothing."""
+    nothing when the project's policy does not gate ``alias``, declares no policy at all
+    (neither ``audit.policy`` nor ``audit.gated_aliases``), or is empty with ``allow_empty``.
+    Else the gates must pass (a declared policy with no rules does not), or ``override`` (a
+    reason) must be given — then the override and the failed rules are recorded as a
+    ``gate_override`` event. Returns the failed rules that were overridden (empty when none
+    failed). Raises :class:`ValidationFailed` naming every failed rule, changing nothing."""
     from keel import config, registry
 
     policy = Policy.from_settings(getattr(store, "settings", None))
-    if alias not in policy.gated_aliases or not policy.rules:
+    if alias not in policy.gated_aliases:
+        return []
+    if not policy.rules and (policy.allow_empty or not policy.declared):
         return []
     if override is not None and (not isinstance(override, str) or not override.strip()):
         raise InvalidInput(f"override: expected a reason, got {override!r}")
     mv = registry.get_version(store, ref)
-    try:
-        result: GateResult | None = gate(store, mv.ref, policy)
-        problems = [
-            f"{c['rule']} ({c['missing']})"
-            if c.get("missing")
-            else f"{c['rule']} (got {c['value']:.4g})"
-            for c in (result.failed if result else [])
-        ]
-    except ValidationFailed as exc:  # no evidence yet
-        result, problems = None, [str(exc)]
+    result: GateResult | None = None
+    if policy.empty_problem:
+        problems = [policy.empty_problem]
+    else:
+        try:
+            result = gate(store, mv.ref, policy)
+            problems = [
+                f"{c['rule']} ({c['missing']})"
+                if c.get("missing")
+                else f"{c['rule']} (got {c['value']:.4g})"
+                for c in result.failed
+            ]
+        except ValidationFailed as exc:  # no evidence yet
+            problems = [str(exc)]
     if not problems:
         return []
     if override is None:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from keel.cli._app import JSON, PROJECT, _project, app
-from keel.cli._render import console, emit_json, table
+from keel.cli._render import console, emit_json, err_console, table
 
 
 @app.command("audit")
@@ -220,7 +220,8 @@ def gate_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Check a model version's latest evidence against the project's audit policy
-    (keel.yaml: audit.policy); exits 1 when a rule fails.
+    (keel.yaml: audit.policy); exits 1 when a rule fails, or when the policy has no rules
+    (unless keel.yaml sets audit.allow_empty: true).
 
     Example: keel gate adult-income/2
     """
@@ -230,7 +231,7 @@ def gate_cmd(
         result = gate(proj.store, ref)
     if as_json:
         emit_json(result.to_dict())
-    else:
+    elif result.checks:
         table(
             f"gates for {result.model} (evidence {result.evidence_id})",
             ["rule", "value", "result"],
@@ -243,8 +244,13 @@ def gate_cmd(
                 for c in result.checks
             ],
         )
-        if not result.checks:
-            console.print("the project's policy has no rules (keel.yaml: audit.policy)")
+    elif result.passed:
+        console.print(f"[yellow]gate: no rules[/yellow] for {result.model}: {result.note}")
+    else:
+        err_console.print(
+            f"[bold red]gate: no rules[/bold red] for {result.model}: {result.note}",
+            soft_wrap=True,
+        )
     if not result.passed:
         raise typer.Exit(1)
 
