@@ -116,3 +116,88 @@ def test_run_records_the_commit(store, tmp_path):
     _git(repo, "commit", "-qm", "one")
     run = start_run(store, "e", project_root=repo)
     assert get_run(store, run.id)["git_commit"] == _git(repo, "rev-parse", "HEAD")
+
+
+# -- runs whose writer died ---------------------------------------------------------------
+
+_KILLED_CHILD = """
+import sys, time
+from keel.store import Store
+from keel.train import start_run
+store = Store.open(sys.argv[1], sys.argv[2])
+run = start_run(store, "killed")
+run.log_metric("loss", 0.5)
+print(run.id, flush=True)
+time.sleep(600)
+"""
+
+
+def _start_killed_child(url, blobs):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CHILD, url, str(blobs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_id = proc.stdout.readline().strip()
+    assert run_id, proc.stderr.read()
+    return proc, run_id
+
+
+def test_sigkilled_run_is_marked_failed_when_listed(any_store, tmp_path):
+    import signal
+
+    proc, run_id = _start_killed_child(any_store.url, tmp_path / "blobs")
+    try:
+        assert get_run(any_store, run_id)["status"] == "running"  # alive: left alone
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+    (listed,) = [r for r in list_runs(any_store) if r["id"] == run_id]
+    assert listed["status"] == "failed"
+    assert f"process {proc.pid} ended without finishing the run" in listed["reason"]
+    got = get_run(any_store, run_id)
+    assert got["status"] == "failed" and got["ended_at"] is not None
+    assert got["reason"] == listed["reason"] and got["metrics"] == {"loss": 0.5}
+
+
+def test_a_run_of_a_live_process_stays_running(store):
+    import os
+    import socket
+
+    run = start_run(store, "alive")
+    assert list_runs(store)[0]["status"] == "running"
+    got = get_run(store, run.id)
+    assert got["status"] == "running" and got["reason"] is None
+    assert (got["pid"], got["host"]) == (os.getpid(), socket.gethostname())
+    run.end()
+    assert get_run(store, run.id)["status"] == "finished"
+
+
+def test_a_silent_run_on_another_host_is_marked_failed(store):
+    import time
+
+    from sqlalchemy import update
+
+    from keel.store import _tables
+    from keel.train._tracking import STALE_AFTER_S
+
+    old, fresh = start_run(store, "remote"), start_run(store, "remote")
+    with store.write() as conn:
+        t = _tables.runs
+        conn.execute(
+            update(t)
+            .where(t.c.id == old.id)
+            .values(host="elsewhere", pid=1, heartbeat_at=time.time() - STALE_AFTER_S - 60)
+        )
+        conn.execute(update(t).where(t.c.id == fresh.id).values(host="elsewhere", pid=1))
+    got = {r["id"]: r for r in list_runs(store, "remote")}
+    assert got[old.id]["status"] == "failed"
+    assert "no sign of life from host 'elsewhere'" in got[old.id]["reason"]
+    assert got[fresh.id]["status"] == "running"

@@ -65,8 +65,14 @@ runs = Table(
     Column("env_json", Text, nullable=False),
     Column("tags_json", Text, nullable=False),
     Column("created_by", String(200), nullable=False),
+    # 0005: who writes the run, and when it last showed a sign of life
+    Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("heartbeat_at", Float, nullable=True),
+    Column("status_reason", Text, nullable=True),
 )
 Index("ix_runs_experiment", runs.c.experiment)
+Index("ix_runs_status", runs.c.status)
 
 params = Table(
     "params",

@@ -1,13 +1,21 @@
 """Experiment tracking: a run's parameters, metrics (with steps), artifacts, inputs and
-environment, each write one small transaction so nothing acknowledged is ever lost."""
+environment, each write one small transaction so nothing acknowledged is ever lost.
+
+A run records the pid and host of the process writing it, and a heartbeat that its writes
+refresh. Reading runs (:func:`list_runs`, :func:`get_run`) marks a ``running`` run failed
+when its process is gone: on this host, when the pid no longer runs; on another host, when
+the run showed no sign of life for :data:`STALE_AFTER_S`.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 import math
+import os
 import platform
 import re
+import socket
 import sys
 import time
 import uuid
@@ -18,10 +26,16 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from keel import config
-from keel.errors import InvalidInput, NotFound
+from keel.errors import InvalidInput, KeelError, NotFound
 from keel.store import Store, _tables
 
-__all__ = ["Run", "get_run", "list_runs", "start_run"]
+__all__ = ["HEARTBEAT_EVERY_S", "STALE_AFTER_S", "Run", "get_run", "list_runs", "start_run"]
+
+#: A run's writes refresh its heartbeat at most this often (seconds).
+HEARTBEAT_EVERY_S = 60.0
+#: A ``running`` run of another host with no sign of life for this long (seconds) is marked
+#: failed when runs are read. Long silent steps can call :meth:`Run.heartbeat`.
+STALE_AFTER_S = 6 * 3600.0
 
 _SHA1 = re.compile(r"[0-9a-f]{40}")
 _PACKAGES = ("keel", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "optuna")
@@ -113,6 +127,18 @@ class Run:
         self.experiment = experiment
         self._t0 = time.perf_counter()
         self._steps: dict[str, int] = {}
+        self._beat_at = time.time()
+
+    def heartbeat(self, force: bool = False) -> None:
+        """Say that the run's process is alive (every write says so too, at most once every
+        :data:`HEARTBEAT_EVERY_S`); a run on another host silent for :data:`STALE_AFTER_S`
+        is marked failed when runs are read."""
+        now = time.time()
+        if not force and now - self._beat_at < HEARTBEAT_EVERY_S:
+            return
+        self._beat_at = now
+        with self.store.write() as conn:
+            conn.execute(update(t_runs).where(t_runs.c.id == self.id).values(heartbeat_at=now))
 
     def log_param(self, key: str, value: Any) -> None:
         self.log_params({key: value})
@@ -123,6 +149,7 @@ class Run:
             for k, v in params.items()
         ]
         self.store.append(t_params, rows)
+        self.heartbeat()
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         self.log_metrics({key: value}, step=step)
@@ -143,6 +170,7 @@ class Run:
             )
         if rows:
             self.store.append(t_metrics, rows)
+            self.heartbeat()
 
     def _next_step(self, key: str) -> int:
         step = self._steps.get(key, -1) + 1
@@ -169,6 +197,7 @@ class Run:
             where = (t_artifacts.c.run_id == self.id, t_artifacts.c.name == name)
             conn.execute(t_artifacts.delete().where(*where))
             conn.execute(insert(t_artifacts).values(run_id=self.id, name=name, sha=sha, size=size))
+        self.heartbeat()
 
     def add_input(self, kind: str, id: str, role: str) -> None:
         """Record that this run read ``(kind, id)`` (e.g. a dataset by its sha) as ``role``."""
@@ -183,23 +212,30 @@ class Run:
                 update(t_runs).where(t_runs.c.id == self.id).values(tags_json=json.dumps(merged))
             )
 
-    def end(self, status: str = "finished") -> None:
+    def end(self, status: str = "finished", reason: str | None = None) -> None:
+        now = time.time()
         with self.store.write() as conn:
             conn.execute(
                 update(t_runs)
                 .where(t_runs.c.id == self.id)
                 .values(
                     status=status,
-                    ended_at=time.time(),
+                    ended_at=now,
+                    heartbeat_at=now,
                     wall_time=time.perf_counter() - self._t0,
+                    status_reason=reason,
                 )
             )
 
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.end("failed" if exc_type else "finished")
+    def __exit__(self, exc_type: Any, exc: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.end("finished")
+            return
+        why = str(exc).splitlines()[0] if str(exc) else ""
+        self.end("failed", f"{exc_type.__name__}: {why}"[:1000] if why else exc_type.__name__)
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, experiment={self.experiment!r})"
@@ -216,13 +252,17 @@ def start_run(
     """Open a run; it records the environment and the git commit when there is one."""
     _check_key(experiment, "experiment")
     run_id = uuid.uuid4().hex
+    now = time.time()
     with store.write() as conn:
         conn.execute(
             insert(t_runs).values(
                 id=run_id,
                 experiment=experiment,
                 status="running",
-                created_at=time.time(),
+                created_at=now,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                heartbeat_at=now,
                 seed=seed,
                 git_commit=git_commit(project_root or "."),
                 env_json=json.dumps(environment()),
@@ -235,6 +275,7 @@ def start_run(
 
 def get_run(store: Store, run_id: str) -> dict[str, Any]:
     """Everything recorded about one run (a unique prefix of its id is enough)."""
+    mark_dead_runs(store)
     with store.read() as conn:
         rows = conn.execute(select(t_runs).where(t_runs.c.id.startswith(run_id)).limit(2)).all()
         if len(rows) != 1:
@@ -260,6 +301,8 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
     return {
         **{c: getattr(row, c) for c in ("id", "experiment", "status", "created_at", "ended_at")},
         **{c: getattr(row, c) for c in ("wall_time", "seed", "git_commit", "created_by")},
+        **{c: getattr(row, c) for c in ("pid", "host", "heartbeat_at")},
+        "reason": row.status_reason,
         "env": json.loads(row.env_json),
         "tags": json.loads(row.tags_json),
         "params": {k: json.loads(v) for k, v in params},
@@ -271,6 +314,7 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
 
 def list_runs(store: Store, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Newest runs first, each with its parameters and the last value of each metric."""
+    mark_dead_runs(store)
     q = select(t_runs).order_by(t_runs.c.created_at.desc()).limit(limit)
     if experiment:
         q = q.where(t_runs.c.experiment == experiment)
@@ -300,6 +344,7 @@ def list_runs(store: Store, experiment: str | None = None, limit: int = 50) -> l
             "id": r.id,
             "experiment": r.experiment,
             "status": r.status,
+            "reason": r.status_reason,
             "created_at": r.created_at,
             "wall_time": r.wall_time,
             "tags": json.loads(r.tags_json),
@@ -308,3 +353,62 @@ def list_runs(store: Store, experiment: str | None = None, limit: int = 50) -> l
         }
         for r in runs
     ]
+
+
+def mark_dead_runs(store: Store) -> list[str]:
+    """Mark failed every ``running`` run whose process is gone; return their ids.
+
+    On this host a run is dead when its pid no longer runs (or is a zombie); on another
+    host, when its heartbeat is older than :data:`STALE_AFTER_S`. Runs recorded before
+    keel kept pids are left alone. A store that cannot be written (read-only) is left as
+    it is.
+    """
+    here, now = socket.gethostname(), time.time()
+    cols = (t_runs.c.id, t_runs.c.pid, t_runs.c.host, t_runs.c.heartbeat_at, t_runs.c.created_at)
+    with store.read() as conn:
+        rows = conn.execute(select(*cols).where(t_runs.c.status == "running")).all()
+    dead: dict[str, tuple[str, float]] = {}
+    for r in rows:
+        if r.pid is None or r.host is None:
+            continue
+        last = r.heartbeat_at if r.heartbeat_at is not None else r.created_at
+        if r.host == here:
+            if r.pid != os.getpid() and not _pid_alive(r.pid):
+                dead[r.id] = (f"process {r.pid} ended without finishing the run", last)
+        elif now - last > STALE_AFTER_S:
+            hours = (now - last) / 3600
+            dead[r.id] = (
+                f"no sign of life from host {r.host!r} (process {r.pid}) for {hours:.1f} h; "
+                f"presumed ended without finishing the run",
+                last,
+            )
+    if not dead:
+        return []
+    try:
+        with store.write() as conn:
+            for run_id, (why, last) in dead.items():
+                conn.execute(
+                    update(t_runs)
+                    .where(t_runs.c.id == run_id, t_runs.c.status == "running")
+                    .values(status="failed", ended_at=last, status_reason=why)
+                )
+    except KeelError:
+        return []
+    return list(dead)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except OSError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal test is all there is
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
