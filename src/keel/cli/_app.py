@@ -90,6 +90,9 @@ def ingest(
     schema: Path = typer.Option(None, help="Schema YAML to validate against (default: inferred)."),
     sql: str = typer.Option(None, help="A DuckDB SQL query over files, instead of SOURCE."),
     fmt_: str = typer.Option(None, "--format", help="csv or parquet (default: from the suffix)."),
+    delimiter: str = typer.Option(
+        None, "--delimiter", "-d", help="CSV field separator, e.g. ';' or tab (default: sniffed)."
+    ),
     on_error: str = typer.Option(
         "raise", help="raise: reject the file; quarantine: keep good rows."
     ),
@@ -104,7 +107,14 @@ def ingest(
 
     with _project(project) as proj:
         res = do_ingest(
-            proj.store, source, name=name, schema=schema, sql=sql, format=fmt_, on_error=on_error
+            proj.store,
+            source,
+            name=name,
+            schema=schema,
+            sql=sql,
+            format=fmt_,
+            on_error=on_error,
+            delimiter=delimiter,
         )
     out = {"dataset": res.dataset.to_dict(), "problems": len(res.problems)}
     if res.quarantine:

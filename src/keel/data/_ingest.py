@@ -101,9 +101,11 @@ def ingest(
     sql: str | None = None,
     format: str | None = None,
     on_error: str = "raise",
+    delimiter: str | None = None,
 ) -> IngestResult:
     """Read ``source`` (CSV, Parquet) or run ``sql`` over files, validate against ``schema``
-    (a Schema, a YAML path/text, or None to infer one), profile, and store the dataset."""
+    (a Schema, a YAML path/text, or None to infer one), profile, and store the dataset.
+    ``delimiter``: a CSV file's field separator (default: sniffed, see ``read_source``)."""
     from keel.data import infer_schema, profile, read_source, validate
 
     if on_error not in ON_ERROR:
@@ -114,7 +116,7 @@ def ingest(
         name = Path(str(source)).stem if source is not None else "query"
     _check_name(name)
     schema = _load_schema(schema)
-    raw, info = read_source(source, format=format, sql=sql)
+    raw, info = read_source(source, format=format, sql=sql, delimiter=delimiter)
     schema = schema or infer_schema(raw)
     result = validate(raw, schema, source=info)
     if not result.ok and on_error == "raise":

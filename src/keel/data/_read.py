@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from keel.data._diagnose import describe_csv_problem, open_binary
 from keel.errors import InvalidInput
 
-__all__ = ["DEFAULT_MAX_FIELD_BYTES", "FORMATS", "SourceInfo", "read_source"]
+__all__ = ["DEFAULT_MAX_FIELD_BYTES", "DELIMITERS", "FORMATS", "SourceInfo", "read_source"]
 
 #: The largest CSV field accepted, in bytes; a larger one is usually an unclosed quote.
 DEFAULT_MAX_FIELD_BYTES = 1 << 20
@@ -33,6 +33,11 @@ DEFAULT_MAX_FIELD_BYTES = 1 << 20
 FORMATS = ("csv", "tsv", "parquet")
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 _LINE_FORMATS = ("csv", "tsv")
+#: The delimiters a CSV file's first lines are sniffed for, comma first.
+DELIMITERS = (",", "\t", ";", "|")
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+_SNIFF_BYTES = 64 << 10
+_SNIFF_LINES = 20
 _BLOCK_SIZE = 4 << 20
 _HASH_CHUNK = 1 << 20
 
@@ -101,6 +106,11 @@ def read_source(
     for text). CSV columns come back as strings, with the spaces around each field
     removed when ``strip``.
 
+    ``delimiter`` is one character (``tab`` and ``\\t`` name a tab). By default a TSV
+    file is split on tabs and a CSV file on the one of :data:`DELIMITERS` that splits its
+    first lines into the same number (2+) of fields, comma when several or none do; a
+    file that then reads as one column whose name holds another delimiter is refused.
+
     With ``sql``, one DuckDB ``SELECT`` runs over files: ``source`` (optional) is a file
     or glob that the query can read as the table ``source``, and the query may also name
     files by path (``FROM 'a.csv'``, ``read_parquet('b/*.parquet')``). Lineage is exact:
@@ -120,8 +130,12 @@ def read_source(
         if fmt == "parquet":
             table = _read_parquet(path)
         else:
-            sep = delimiter or ("\t" if fmt == "tsv" else ",")
+            sep = _check_delimiter(delimiter)
+            if sep is None:
+                sep = "\t" if fmt == "tsv" else _sniff_delimiter(path)
             table = _read_csv(path, sep, strip=strip, max_field_bytes=max_field_bytes)
+            if delimiter is None:
+                _refuse_one_hidden_column(path, table, sep)
         info = SourceInfo(
             uri=str(path),
             path=[str(path)],
@@ -189,6 +203,57 @@ def _format_of(path: Path, format: str | None) -> str:
             f"{', '.join(FORMATS)} (known suffixes: {', '.join(_SUFFIXES)})"
         )
     return fmt
+
+
+def _check_delimiter(delimiter: str | None) -> str | None:
+    if delimiter is None:
+        return None
+    sep = _DELIMITER_NAMES.get(delimiter.lower(), delimiter) if isinstance(delimiter, str) else ""
+    if not isinstance(sep, str) or len(sep) != 1 or sep in '\r\n"':
+        raise InvalidInput(
+            f"delimiter: expected one character such as ',' ';' '|' or 'tab', got {delimiter!r}"
+        )
+    return sep
+
+
+def _sniff_delimiter(path: Path) -> str:
+    """The delimiter that splits the first lines into one width of 2+ fields: comma if it
+    does, else the one giving the most fields; comma when none does."""
+    try:
+        with open_binary(path) as raw:
+            sample = raw.read(_SNIFF_BYTES)
+    except (OSError, EOFError):
+        return ","  # the reader says what is wrong with the file
+    text = sample.decode("utf-8-sig", errors="replace")
+    lines = text.split("\n")
+    if len(sample) == _SNIFF_BYTES and len(lines) > 1:
+        lines.pop()  # cut mid-line
+    sample_text = "\n".join(line for line in lines[:_SNIFF_LINES] if line.strip())
+    widths: dict[str, int] = {}
+    for sep in DELIMITERS:
+        try:
+            seen = {len(row) for row in csv.reader(io.StringIO(sample_text), delimiter=sep)}
+        except csv.Error:
+            continue
+        if len(seen) == 1 and (width := seen.pop()) > 1:
+            widths[sep] = width
+    if not widths or "," in widths:
+        return ","
+    return max(widths, key=lambda sep: (widths[sep], -DELIMITERS.index(sep)))
+
+
+def _refuse_one_hidden_column(path: Path, table: pa.Table, sep: str) -> None:
+    """A one-column read whose header holds another delimiter is a wrong delimiter."""
+    if table.num_columns != 1:
+        return
+    header = table.column_names[0]
+    others = [d for d in DELIMITERS if d != sep and d in header]
+    if others:
+        raise InvalidInput(
+            f"{path.name}: the header {header!r} reads as one column when split on {sep!r}, "
+            f"but it holds {others[0]!r}; if the file is separated by {others[0]!r}, pass "
+            f"--delimiter {others[0]!r} (delimiter={others[0]!r} in Python)"
+        )
 
 
 def _read_parquet(path: Path) -> pa.Table:
