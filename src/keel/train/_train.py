@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import random
 from dataclasses import dataclass, field
@@ -323,13 +324,19 @@ def _fit(
     stays in the store, marked failed, as a record of what was tried)."""
     try:
         return build_model(prep, model, params, seed, sample_weight)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:
         if isinstance(exc, InvalidInput):
+            raise
+        if not isinstance(exc, ValueError | TypeError) and not _from_lightgbm(exc):
             raise
         raise InvalidInput(
             f"training {model!r} failed on the data: {str(exc).splitlines()[0]} "
             f"(run {run.id[:12]} is marked failed)"
         ) from None
+
+
+def _from_lightgbm(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] == "lightgbm"
 
 
 def _check_weights(sample_weight: Any, n: int) -> np.ndarray:
@@ -352,9 +359,12 @@ def _check_weights(sample_weight: Any, n: int) -> np.ndarray:
 
 
 def _check_params(kind: Any, task: str, params: dict[str, Any] | None, seed: int) -> None:
-    """Refuse bad model parameters before a run is opened, so nothing is recorded."""
+    """Refuse bad model parameters before a run is opened, so nothing is recorded: names
+    the model kind does not take (with the closest one that it does), and values that the
+    library refuses, named with the parameter."""
+    defaults = type(kind.estimator(task, None, seed))().get_params()
+    _check_param_names(kind, params or {}, set(defaults) | set(kind.defaults))
     est = kind.estimator(task, params, seed)
-    defaults = type(est)().get_params()
     for key, value in (params or {}).items():
         default = defaults.get(key)
         numeric = isinstance(default, int | float) and not isinstance(default, bool)
@@ -371,6 +381,24 @@ def _check_params(kind: Any, task: str, params: dict[str, Any] | None, seed: int
             validate()
         except (ValueError, TypeError) as exc:
             raise InvalidInput(f"model {kind.name!r}: {exc}") from None
+    if kind.check_values is not None:
+        kind.check_values(task, {**kind.defaults, **(params or {})}, seed)
+
+
+def _check_param_names(kind: Any, params: dict[str, Any], known: set[str]) -> None:
+    native = kind.native_params() if kind.native_params is not None else {}
+    if native is None:
+        return  # the library's names cannot be listed: let them through
+    for key in params:
+        if key in known or key in native:
+            continue
+        close = difflib.get_close_matches(key, sorted(known | set(native)), n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"its parameters include {', '.join(sorted(known))}"
+        )
+        raise InvalidInput(f"model {kind.name!r}: bad parameter {key!r}: unknown name; {hint}")
 
 
 def _log_setup(run: Run, prep: Prepared, model: str, params: dict[str, Any], seed: int) -> None:

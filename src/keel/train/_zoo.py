@@ -3,7 +3,12 @@ search space each. A model kind is data: the estimator to build, its defaults, i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +28,13 @@ class ModelKind:
     flavor: str = "sklearn"
     description: str = ""
     tags: dict[str, Any] = field(default_factory=dict)
+    native_params: Callable[[], dict[str, str] | None] | None = None
+    """Names the estimator takes beyond its constructor's (a library's own parameters and
+    their aliases), each mapped to its canonical name; None from the call: not knowable,
+    so any name is let through."""
+    check_values: Callable[[str, dict[str, Any], int], None] | None = None
+    """Checks parameter values that the estimator itself checks only when fitting; raises
+    InvalidInput naming the parameter and its value."""
 
     def estimator(self, task: str, params: dict[str, Any] | None = None, seed: int = 0) -> Any:
         if task not in TASKS:
@@ -39,6 +51,63 @@ def _lightgbm(task: str, p: dict[str, Any], seed: int) -> Any:
 
     cls = lgb.LGBMClassifier if task == "classification" else lgb.LGBMRegressor
     return cls(random_state=seed, deterministic=True, force_row_wise=True, verbose=-1, **p)
+
+
+@functools.cache
+def _lightgbm_native() -> dict[str, str] | None:
+    """LightGBM's parameters and their aliases, each mapped to its canonical name."""
+    try:
+        from lightgbm.basic import _ConfigAliases
+
+        table = _ConfigAliases._get_all_param_aliases()
+    except Exception:  # a private helper: if it moves, names go unchecked
+        return None
+    return {alias: name for name, aliases in table.items() for alias in {name, *aliases}}
+
+
+_LGB_WHERE = re.compile(r"\s+at \S+, line \d+\s*\.?\s*$")
+
+
+def _lightgbm_check(task: str, params: dict[str, Any], seed: int) -> None:
+    """LightGBM checks its values when it reads its configuration: let it read this one
+    from a four-row data set (no training), and name the parameter it refuses."""
+    import lightgbm as lgb
+    import numpy as np
+
+    native = _lightgbm_native() or {}
+    simple = (bool, int, float, str, list, tuple)
+    config = {k: v for k, v in params.items() if k in native and isinstance(v, simple)}
+    for key, value in config.items():
+        if native[key] == "num_iterations" and not (isinstance(value, int) and value >= 1):
+            raise InvalidInput(
+                f"model 'lightgbm' parameter {key!r} = {value!r}: expected a whole number of "
+                f"boosting rounds, 1 or more"
+            )
+    x, y = np.array([[0.0], [1.0], [0.0], [1.0]]), np.array([0.0, 1.0, 0.0, 1.0])
+    try:
+        with _quiet_stderr():  # LightGBM's C++ prints the same error there first
+            lgb.Dataset(x, label=y, params={**config, "verbose": -1}).construct()
+    except (lgb.basic.LightGBMError, ValueError, TypeError) as exc:
+        why = _LGB_WHERE.sub("", str(exc).strip().splitlines()[0])
+        named = [k for k in config if k in why or native[k] in why] or list(config)
+        given = ", ".join(f"{k!r} = {config[k]!r}" for k in named)
+        raise InvalidInput(
+            f"model 'lightgbm' parameter {given}: LightGBM refuses it ({why})"
+        ) from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a moment (a C library's own printing)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _lightgbm_space(trial: Any) -> dict[str, Any]:
@@ -152,6 +221,8 @@ ZOO: dict[str, ModelKind] = {
             _lightgbm_space,
             flavor="lightgbm",
             description="LightGBM gradient-boosted trees (native booster, text format)",
+            native_params=_lightgbm_native,
+            check_values=_lightgbm_check,
         ),
         ModelKind(
             "hist_gradient_boosting",
