@@ -152,7 +152,8 @@ CSV = "age,city,income\n30,paris,x\nabc,lyon,x\n70,atlantis,x\n,,x\n41\n25.5, ni
 
 def test_csv_rows_get_predictions_or_errors_naming_the_column(model, bundles, tmp_path):
     (tmp_path / "in.csv").write_text(CSV)
-    result = _run(bundles["dir"], str(bundles["dir"]), "--input", str(tmp_path / "in.csv"))
+    flags = ("--input", str(tmp_path / "in.csv"), "--no-signature-check")
+    result = _run(bundles["dir"], str(bundles["dir"]), *flags)
     assert result.returncode == 0, result.stderr
     answers = _lines(result.stdout)
     assert [a["row"] for a in answers] == [1, 2, 3, 4, 5, 6]
@@ -167,7 +168,7 @@ def test_csv_rows_get_predictions_or_errors_naming_the_column(model, bundles, tm
         assert answer["label"] == label
         assert [np.float32(answer["probabilities"][c]) for c in model[1]] == list(probs)
     assert "6 rows answered, 2 with errors" in result.stderr
-    assert "signature was not checked" in result.stderr
+    assert "the signature (manifest.sig) was NOT checked" in result.stderr
 
 
 def test_json_lines_from_stdin(model, bundles):
@@ -180,7 +181,8 @@ def test_json_lines_from_stdin(model, bundles):
         {"age": True, "city": {"a": 1}},
     ]
     text = "\n".join(json.dumps(r) for r in rows) + "\n\n{not json\n"
-    result = _run(bundles["dir"], str(bundles["dir"]), "--format", "jsonl", stdin=text)
+    key = ("--public-key", str(bundles["pub"]))
+    result = _run(bundles["dir"], str(bundles["dir"]), "--format", "jsonl", *key, stdin=text)
     assert result.returncode == 0, result.stderr
     answers = _lines(result.stdout)
     assert [a["row"] for a in answers] == [1, 2, 3, 4, 5, 6, 7]
@@ -216,7 +218,7 @@ def test_only_if_keeps_matching_predictions_and_every_error(
     capsys, bundles, tmp_path, conditions, rows
 ):
     (tmp_path / "in.csv").write_text("age,city\n30,paris\nabc,lyon\n80,paris\n60,nice\n")
-    flags = [x for c in conditions for x in ("--only-if", c)]
+    flags = [x for c in conditions for x in ("--only-if", c)] + ["--public-key", bundles["pub"]]
     code, answers, _ = _main(capsys, bundles["dir"], "--input", tmp_path / "in.csv", *flags)
     assert code == 0
     assert [a["row"] for a in answers] == rows
@@ -236,7 +238,14 @@ def test_only_if_keeps_matching_predictions_and_every_error(
 )
 def test_bad_only_if_is_a_usage_error(capsys, bundles, condition, message):
     code, answers, err = _main(
-        capsys, bundles["dir"], "--only-if", condition, "--input", "/dev/null"
+        capsys,
+        bundles["dir"],
+        "--only-if",
+        condition,
+        "--input",
+        "/dev/null",
+        "--public-key",
+        bundles["pub"],
     )
     assert code == 2 and answers == []
     assert message in err
@@ -349,6 +358,7 @@ def test_inputs_are_cast_to_the_types_the_graph_declares(tmp_path, capsys):
 
 
 def test_a_module_planted_beside_the_runner_is_never_imported(bundles, tmp_path):
+    pub = str(bundles["pub"])
     folder = tmp_path / "copy"
     shutil.copytree(bundles["dir"], folder)
     marker = tmp_path / "imported"
@@ -358,7 +368,7 @@ def test_a_module_planted_beside_the_runner_is_never_imported(bundles, tmp_path)
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)  # not -I
     assert result.returncode == 1 and "csv.py is not listed in manifest.json" in result.stderr
     assert not marker.exists()
-    clean = _run(bundles["dir"], str(bundles["tar"]), "--verify-only")
+    clean = _run(bundles["dir"], str(bundles["tar"]), "--verify-only", "--public-key", pub)
     assert clean.returncode == 0 and "bundle OK: adult version 1" in clean.stdout
 
 
@@ -424,7 +434,7 @@ def test_a_closed_pipe_ends_the_runner_quietly(bundles, tmp_path):
     runner = bundles["dir"] / "runner.py"
     command = (
         f"'{sys.executable}' -I '{runner}' '{bundles['dir']}' --input '{tmp_path / 'many.csv'}'"
-        " | head -n 1"
+        f" --public-key '{bundles['pub']}' | head -n 1"
     )
     result = subprocess.run(
         ["bash", "-c", f"set -o pipefail; {command}"],

@@ -133,14 +133,17 @@ def encode_manifest(manifest: dict[str, Any]) -> bytes:
 def _verify_folder(folder: Path, key: bytes | None, label: Path) -> dict[str, Any]:
     try:
         manifest = runner.verify_folder(folder, key, check_signature=signature_valid)
-        runner.check_external_data(manifest, _external_refs(folder / runner.MODEL))
+        model = folder / runner.MODEL
+        refs = _external_refs(model) + runner.external_data_refs(model.read_bytes())
+        runner.check_external_data(manifest, refs)
     except runner.BundleError as exc:
         raise UnsafeArtifact(f"bundle '{label}': {exc}; refusing it") from None
     return manifest
 
 
 def _external_refs(model_path: Path) -> list[tuple[str, str]]:
-    """(tensor name, location) of every tensor keeping its data outside model.onnx."""
+    """(tensor name, location) of every tensor keeping its data outside model.onnx, as onnx
+    reads them (verify_bundle checks the runner's own reading as well)."""
     import onnx
 
     try:
@@ -182,9 +185,11 @@ def _self_check(folder: Path, key: Ed25519PrivateKey | None, manifest: dict[str,
     """Verify the new bundle and load it the way the runner will, before it is published."""
     public = raw_public_key(key.public_key()) if key is not None else None
     _verify_folder(folder, public, folder)
+    model = (folder / runner.MODEL).read_bytes()
     try:
-        session = runner.load_session(folder, (folder / runner.MODEL).read_bytes(), False)
-        runner.plan_inputs(session, manifest["input_schema"])
+        with tempfile.TemporaryDirectory(prefix="keel-stage-") as tmp:
+            staged = runner.stage_model(folder, model, manifest, [], Path(tmp) / "model")
+            runner.plan_inputs(runner.load_session(staged), manifest["input_schema"])
     except (runner.BundleError, runner.UsageError) as exc:
         raise InvalidInput(f"onnx_bytes: the runner could not use this model: {exc}") from None
 

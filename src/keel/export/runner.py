@@ -2,20 +2,26 @@
 """Run a keel bundle where the data is, with nothing but Python 3.10+, numpy and onnxruntime.
 
     python runner.py BUNDLE_DIR_OR_TAR [--input FILE|-] [--format csv|jsonl]
-                     [--public-key PEM] [--only-if EXPR]... [--verify-only]
+                     [--public-key PEM | --no-signature-check] [--only-if EXPR]...
+                     [--verify-only]
 
 Before anything is loaded the bundle is checked: manifest.json's format, the sha256 and size
 of every file it lists (runner.py included), that no other file was added, and, with
 --public-key, the Ed25519 signature in manifest.sig over the exact manifest bytes (checked
 here in pure Python). The key must come from you: a key inside the bundle proves nothing.
+A signed bundle (one with manifest.sig) is refused without --public-key, since anyone who
+can change its files can re-hash the manifest too; --no-signature-check runs it anyway, with
+a warning that the signature was NOT checked. An unsigned bundle runs with a warning.
 A .tar.gz is unpacked into a private temporary folder first, refusing links, devices and any
 member that would land outside it. The checks are only as good as this file, so run a copy
 you trust (or check with keel's ``verify_bundle``) rather than the one a stranger sent.
 
 External data: a tensor of model.onnx may keep its bytes in another file only when that file
 is named by a relative path inside the bundle that the manifest lists (and so hash-checks);
-absolute paths, '..' and unlisted files are refused. Models without external data (all that
-keel writes) are loaded from the very bytes that were hash-checked.
+absolute paths, '..' and unlisted files are refused. model.onnx is read as protobuf reads it
+(the way onnxruntime does), and every location any tensor names is checked. onnxruntime then
+loads a private copy: model.onnx from the very bytes that were hash-checked, beside copies of
+the listed files it names, so it resolves external data there and nowhere else.
 
 Each input row (CSV with a header, or one JSON object per line) is answered by one JSON
 line on stdout, rows numbered from 1 (CSV: the header is not a row; JSON lines: blank lines
@@ -45,7 +51,8 @@ with OP one of == != > >= < <=. CLASS and VALUE may be quoted with ' or "; unquo
 to the closing bracket (or to the end). Nothing is evaluated as Python.
 
 Exit status: 0 every row was answered (some answers may be errors); 1 the bundle was
-refused; 2 a flag, the key file or the input could not be used.
+refused; 2 a flag, the key file or the input could not be used (a signed bundle without
+--public-key or --no-signature-check included).
 """
 
 import os
@@ -432,17 +439,29 @@ def read_model(folder: Path, manifest: dict[str, Any]) -> bytes:
 _SUBMESSAGES: dict[str, dict[int, str]] = {
     "model": {7: "graph", 20: "training", 25: "function"},
     "training": {1: "graph", 2: "graph"},
-    "function": {7: "node"},
+    "function": {7: "node", 11: "attribute"},
     "graph": {1: "node", 5: "tensor", 15: "sparse"},
     "node": {5: "attribute"},
     "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
     "sparse": {1: "tensor", 2: "tensor"},
 }
+# The singular ones among them: protobuf merges every occurrence of such a field into one
+# message, as if their bytes were concatenated (the repeated ones each stand alone).
+_SINGULAR = {("model", 7), ("training", 1), ("training", 2), ("attribute", 5)}
+_SINGULAR |= {("attribute", 6), ("attribute", 22), ("sparse", 1), ("sparse", 2)}
+_EXTERNAL = 1  # TensorProto.DataLocation: 0 DEFAULT, 1 EXTERNAL; protobuf skips other values
+_ORT_MEMORY = "_ORT_MEM_ADDR_"  # onnxruntime reads "*/_ORT_MEM_ADDR_/*" from a memory address
+_MASK32, _MASK64 = (1 << 32) - 1, (1 << 64) - 1
 
 
 def external_data_refs(model: bytes) -> list[tuple[str, str]]:
     """(tensor name, location) of every tensor of the serialized ONNX ``model`` that keeps
-    its data in an external file; read from the protobuf wire format, without onnx."""
+    its data in an external file; read from the protobuf wire format, without onnx.
+
+    Read as protobuf (and so onnxruntime) reads it: 10-byte varints, bits past 64 dropped,
+    tags and enums cut to 32 bits, the last known value of data_location kept, and repeats of
+    a singular message field merged. Every location a tensor names is listed, whatever its
+    data_location says; a tensor marked external without one is listed with location ''."""
     refs: list[tuple[str, str]] = []
     try:
         _scan(memoryview(model), "model", refs, 0)
@@ -455,6 +474,8 @@ def check_external_data(manifest: dict[str, Any], refs: list[tuple[str, str]]) -
     """Refuse external data that is not a bundle file the manifest lists (and hashes)."""
     for tensor, location in refs:
         what = f"{MODEL}: tensor {tensor!r} reads external data from {location!r}, which"
+        if _ORT_MEMORY in location:
+            raise BundleError(f"{what} holds onnxruntime's in-memory marker {_ORT_MEMORY}")
         if "/".join(safe_parts(location, what)) not in manifest["files"]:
             raise BundleError(f"{what} is not a file {MANIFEST} lists")
 
@@ -466,9 +487,17 @@ def _scan(buf: memoryview, kind: str, refs: list, depth: int) -> None:
         _scan_tensor(buf, refs)
         return
     children = _SUBMESSAGES[kind]
+    merged: dict[int, list[memoryview]] = {}
     for field, wire, value in _fields(buf):
-        if wire == 2 and field in children:
+        if wire != 2 or field not in children:
+            continue
+        if (kind, field) in _SINGULAR:
+            merged.setdefault(field, []).append(value)
+        else:
             _scan(value, children[field], refs, depth + 1)
+    for field, parts in merged.items():
+        whole = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
+        _scan(whole, children[field], refs, depth + 1)
 
 
 def _scan_tensor(buf: memoryview, refs: list) -> None:
@@ -476,25 +505,38 @@ def _scan_tensor(buf: memoryview, refs: list) -> None:
     for field, wire, value in _fields(buf):
         if field == 8 and wire == 2:
             name = bytes(value).decode("utf-8", "replace")
-        elif field == 14 and wire == 0:
-            external = value == 1
+        elif field == 14 and wire == 0 and _int32(value) in (0, _EXTERNAL):
+            external = _int32(value) == _EXTERNAL
         elif field == 13 and wire == 2:
-            entry = {f: bytes(v).decode("utf-8", "replace") for f, w, v in _fields(value) if w == 2}
-            if entry.get(1) == "location":
-                locations.append(entry.get(2, ""))
-    if external:
+            entry = {f: v for f, w, v in _fields(value) if w == 2}  # the last of each wins
+            if bytes(entry.get(1, b"")) == b"location":
+                locations.append(_location(entry.get(2, b"")))
+    if external or locations:
         refs.extend((name, loc) for loc in locations or [""])
 
 
+def _location(value: memoryview | bytes) -> str:
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"external data location {bytes(value)!r} is not UTF-8") from None
+
+
 def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of each field of one message, as protobuf reads
+    them; what protobuf would refuse (or skip as a group) is a ValueError."""
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _varint(buf, pos)
-        wire, value = key & 7, None
+        key, pos = _varint(buf, pos, 5)
+        field, wire, value = (key & _MASK32) >> 3, key & 7, None
+        if field == 0:
+            raise ValueError("field number 0")
         if wire == 0:
-            value, pos = _varint(buf, pos)
+            value, pos = _varint(buf, pos, 10)
         elif wire == 2:
-            size, pos = _varint(buf, pos)
+            size, pos = _varint(buf, pos, 5)
+            if size >= 1 << 31:
+                raise ValueError("a field of 2 GiB or more")
             value, pos = buf[pos : pos + size], pos + size
         elif wire in (1, 5):
             pos += 8 if wire == 1 else 4
@@ -502,18 +544,25 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
             raise ValueError(f"unexpected wire type {wire}")
         if pos > end:
             raise ValueError("truncated message")
-        yield key >> 3, wire, value
+        yield field, wire, value
 
 
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while shift < 70:
-        byte = buf[pos]
-        result, pos = result | (byte & 0x7F) << shift, pos + 1
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-    raise ValueError("malformed varint")
+def _varint(buf: memoryview, pos: int, limit: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it, read as protobuf reads one: at most
+    ``limit`` bytes (10 for a value, 5 for a tag or a length), bits past 64 dropped."""
+    result = 0
+    for i in range(limit):
+        byte = buf[pos + i]
+        result |= (byte & 0x7F) << (7 * i)
+        if byte < 0x80:
+            return result & _MASK64, pos + i + 1
+    raise ValueError(f"a varint longer than protobuf reads ({limit} bytes)")
+
+
+def _int32(value: int) -> int:
+    """A varint read into an int32 or enum field, as protobuf does: its low 32 bits, signed."""
+    value &= _MASK32
+    return value - (1 << 32) if value >> 31 else value
 
 
 # ---------------------------------------------------------------- rows in, answers out
@@ -818,6 +867,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default="-", help="CSV or JSON-lines file; '-' reads stdin")
     p.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
     p.add_argument("--public-key", metavar="PEM", help="the Ed25519 key that must sign it")
+    p.add_argument(
+        "--no-signature-check",
+        action="store_true",
+        help="run a signed bundle without checking its signature (a warning says so)",
+    )
     p.add_argument("--only-if", action="append", default=[], metavar="EXPR", help=_GRAMMAR)
     p.add_argument("--batch-size", type=_positive, default=512, help="rows per model call")
     p.add_argument("--verify-only", action="store_true", help="check the bundle and stop")
@@ -838,16 +892,49 @@ def open_bundle(path: Path, scratch: Path) -> Path:
     raise UsageError(f"{path}: no such bundle folder or archive")
 
 
-def load_session(folder: Path, model: bytes, external: bool) -> Any:
+def stage_model(
+    folder: Path, model: bytes, manifest: dict[str, Any], refs: list, dest: Path
+) -> Path:
+    """Write ``model`` (the checked bytes of model.onnx) into the new folder ``dest``, with a
+    copy of each bundle file its external data names (hash-checked again as copied), and
+    return the model's path there.
+
+    onnxruntime resolves an external-data location against the folder of the model file it
+    loads (and against the working directory for a model given as bytes), so a model loaded
+    from ``dest`` reads nothing but what was checked, whatever the model says."""
+    dest.mkdir(mode=0o700)
+    path = dest / MODEL
+    path.write_bytes(model)
+    for _, location in refs:
+        name = "/".join(safe_parts(location, f"external data location {location!r}"))
+        target = dest.joinpath(*name.split("/"))
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _copy_checked(folder.joinpath(*name.split("/")), target, name, manifest["files"][name])
+    return path
+
+
+def _copy_checked(source: Path, target: Path, name: str, entry: dict[str, Any]) -> None:
+    digest, size = hashlib.sha256(), 0
+    with open(source, "rb") as src, open(target, "xb") as out:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+            out.write(block)
+    if digest.hexdigest() != entry["sha256"] or size != entry["size"]:
+        raise BundleError(f"{name} changed while the bundle was being checked")
+
+
+def load_session(model: Path) -> Any:
+    """An onnxruntime session for the model file ``model`` (written by ``stage_model``)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise UsageError("onnxruntime is not installed: pip install onnxruntime numpy") from None
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    source = str(folder / MODEL) if external else model
     try:
-        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own, unexported classes
         raise BundleError(f"{MODEL} cannot be loaded by onnxruntime ({exc})") from None
 
@@ -906,11 +993,20 @@ def _score_one(scorer: Scorer, values: dict[str, Any]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, scratch: Path) -> int:
     conditions = [(parse_condition(t), t) for t in args.only_if]
+    if args.public_key and args.no_signature_check:
+        raise UsageError("--public-key and --no-signature-check contradict each other")
     key = read_public_key(args.public_key) if args.public_key else None
     folder = open_bundle(Path(args.bundle), scratch / "bundle")
     manifest = verify_folder(folder, key)
-    if key is None and (folder / SIGNATURE).exists():
-        print("runner: note: the signature was not checked (no --public-key)", file=sys.stderr)
+    signed = os.path.lexists(folder / SIGNATURE)
+    if signed and key is None and not args.no_signature_check:
+        raise UsageError(
+            f"the bundle is signed ({SIGNATURE}), but no key was given to check it: pass the "
+            "signer's public key with --public-key PEM (or, to run it unchecked, "
+            "--no-signature-check)"
+        )
+    if key is None:
+        print(f"runner: warning: {_UNCHECKED[signed]}", file=sys.stderr)
     model = read_model(folder, manifest)
     refs = external_data_refs(model)
     check_external_data(manifest, refs)
@@ -918,7 +1014,8 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
         info = manifest.get("model", {})
         print(f"runner: bundle OK: {info.get('name')} version {info.get('version')}")
         return 0
-    scorer = Scorer(load_session(folder, model, bool(refs)), manifest)
+    staged = stage_model(folder, model, manifest, refs, scratch / "model")
+    scorer = Scorer(load_session(staged), manifest)
     for cond, text in conditions:
         check_condition(cond, scorer, text)
     stream, fmt = _open_input(args)
@@ -930,6 +1027,14 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             raise UsageError(f"--input {args.input}: unreadable ({exc})") from None
     print(f"runner: {total} rows answered, {bad} with errors", file=sys.stderr)
     return 0
+
+
+_UNCHECKED = {
+    True: f"the signature ({SIGNATURE}) was NOT checked (--no-signature-check): the files "
+    f"match {MANIFEST}, but whoever could change them could have rewritten it too",
+    False: f"the bundle is unsigned (no {SIGNATURE}): who made it was NOT checked; the files "
+    f"match {MANIFEST}, but whoever could change them could have rewritten it too",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
