@@ -143,12 +143,19 @@ def _refuse_external_data(graph: bytes) -> None:
     import onnx
 
     proto = onnx.load_from_string(graph)
-    for tensor in onnx.external_data_helper._get_all_tensors(proto):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+    messages: list[Any] = [proto]  # every message in it, so every tensor (sparse ones too)
+    while messages:
+        tensor = messages.pop()
+        if isinstance(tensor, onnx.TensorProto) and (
+            tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data)
+        ):
             raise UnsafeArtifact(
                 f"graph: tensor {tensor.name!r} points at external data; a stored model must "
                 "hold its weights itself"
             )
+        for field, value in tensor.ListFields():
+            if field.message_type is not None:
+                messages.extend([value] if hasattr(value, "ListFields") else value)
 
 
 def load_model(
