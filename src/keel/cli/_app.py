@@ -116,7 +116,11 @@ def ingest(
             on_error=on_error,
             delimiter=delimiter,
         )
-    out = {"dataset": res.dataset.to_dict(), "problems": len(res.problems)}
+    out = {
+        "dataset": res.dataset.to_dict(),
+        "problems": len(res.problems),
+        "warnings": res.warnings,
+    }
     if res.quarantine:
         out["quarantine"] = res.quarantine.to_dict()
     if as_json:
@@ -130,6 +134,8 @@ def ingest(
     if res.quarantine:
         q = res.quarantine
         console.print(f"[yellow]quarantine[/yellow] {q.ref}  {q.n_rows:,} bad rows kept aside")
+    for warning in res.warnings:
+        console.print(f"[yellow]warning[/yellow] {warning}")
 
 
 @app.command()
@@ -215,17 +221,22 @@ def train(
             "model": model,
             "task": final.task,
             "metrics": final.metrics,
+            "baseline": final.baseline,
+            "warnings": final.warnings,
         }
         if register_as:
             out["registered"] = final.register(proj.store, register_as).ref
     if as_json:
         emit_json(out)
         return
+    base_name = "baseline (mean)" if final.task == "regression" else "baseline (majority)"
     table(
         f"run {final.run_id[:12]} — {model} ({final.task}), hold-out metrics",
-        ["metric", "value"],
-        [[k, v] for k, v in final.metrics.items()],
+        ["metric", "value", base_name],
+        [[k, v, final.baseline.get(k)] for k, v in final.metrics.items()],
     )
+    for warning in final.warnings:
+        console.print(f"[yellow]warning[/yellow] {warning}")
     if register_as:
         console.print(f"[green]registered[/green] {out['registered']}")
 

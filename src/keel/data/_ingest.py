@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 ON_ERROR = ("raise", "quarantine")
+#: Fewer rows than this and ingest warns that the data set is too small to learn from.
+FEW_ROWS = 30
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 t_ds, t_src = _tables.datasets, _tables.sources
 
@@ -65,6 +67,9 @@ class IngestResult:
     dataset: Dataset
     quarantine: Dataset | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Things that are not errors but will not teach a model much: empty and constant
+    columns, very few rows."""
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -125,7 +130,8 @@ def ingest(
     if good.num_rows == 0:
         raise InvalidInput(f"{info.uri}: no valid rows to store ({len(result.problems)} problems)")
     good_bytes = _parquet_bytes(good)
-    prof = json.dumps(profile(good, schema), sort_keys=True).encode()
+    stats = profile(good, schema)
+    prof = json.dumps(stats, sort_keys=True).encode()
     bad_bytes = (
         _parquet_bytes(result.bad) if result.bad is not None and result.bad.num_rows else None
     )
@@ -146,7 +152,45 @@ def ingest(
             )
             for sha in sources:
                 store.add_edge(conn, ("dataset", bad_sha), ("source", sha), "read_from")
-    return IngestResult(ds, quarantine, list(result.problems))
+    return IngestResult(ds, quarantine, list(result.problems), _warnings(stats, info.name))
+
+
+def _warnings(stats: dict[str, Any], where: str) -> list[str]:
+    """Columns that are empty or hold one value, and a data set too small to learn from."""
+    out = []
+    for name, col in stats["columns"].items():
+        filled = col["count"] - col["null_count"]
+        if filled == 0:
+            out.append(
+                f"{where}: column {name!r} is empty in every row; it cannot inform a model "
+                f"(drop it, or check the file)"
+            )
+            continue
+        value = _only_value(col)
+        if value is not _MANY:
+            rows = "every row" if col["null_count"] == 0 else "every non-empty row"
+            out.append(
+                f"{where}: column {name!r} holds one value ({value!r}) in {rows}; it cannot "
+                f"inform a model"
+            )
+    if stats["rows"] < FEW_ROWS:
+        out.append(
+            f"{where}: only {stats['rows']} rows, fewer than {FEW_ROWS}; a model trained and "
+            f"evaluated on so few rows gives numbers that are mostly noise"
+        )
+    return out
+
+
+_MANY = object()
+
+
+def _only_value(col: dict[str, Any]) -> Any:
+    """The one value of a column that holds one, else ``_MANY``."""
+    if "distinct" in col:
+        return next(iter(col["top"])) if col["distinct"] == 1 else _MANY
+    if "min" in col and col["min"] is not None and col["min"] == col["max"]:
+        return col["min"] if not col.get("infinite_count") else _MANY
+    return _MANY
 
 
 def _record_sources(conn: Any, info: Any) -> list[str]:

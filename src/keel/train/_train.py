@@ -13,7 +13,7 @@ import pandas as pd
 
 from keel.errors import InvalidInput
 from keel.store import Store
-from keel.train._metrics import evaluate
+from keel.train._metrics import baseline, compare_to_baseline, evaluate
 from keel.train._split import split_indices
 from keel.train._tracking import Run, start_run
 from keel.train._zoo import get_kind
@@ -51,6 +51,10 @@ class TrainResult:
     model_kind: str
     params: dict[str, Any]
     task: str
+    baseline: dict[str, float] = field(default_factory=dict)
+    """The trivial model's metrics on the same hold-out rows (majority class, or mean)."""
+    warnings: list[str] = field(default_factory=list)
+    """Things to look at, such as a model that does not beat the baseline."""
 
     def register(self, store: Store, name: str, description: str = "") -> Any:
         """Register this run's model as the next version of ``name``."""
@@ -301,15 +305,34 @@ def train(
         if weights is not None:
             run.log_params({"sample_weight": "given"})
         fitted = _fit(run, prep, model, params, seed, weights)
-        metrics = evaluate(fitted, prep.test[prep.columns], prep.test[prep.target].to_numpy())
+        y_test = prep.test[prep.target].to_numpy()
+        metrics = evaluate(fitted, prep.test[prep.columns], y_test)
+        y_train = _labels(prep.train[prep.target].to_numpy(), prep.task)
+        base = baseline(prep.task, y_train, y_test, getattr(fitted, "classes_", None))
         run.log_metrics({f"holdout_{k}": v for k, v in metrics.items()}, step=0)
+        run.log_metrics({f"holdout_baseline_{k}": v for k, v in base.items()}, step=0)
         from keel.models import save_model
 
         sha = save_model(fitted, store.blobs)
         run.link_artifact("model", sha, store.blobs.path(sha).stat().st_size)
     return TrainResult(
-        run.id, fitted, metrics, sha, model, {**kind.defaults, **(params or {})}, prep.task
+        run.id,
+        fitted,
+        metrics,
+        sha,
+        model,
+        {**kind.defaults, **(params or {})},
+        prep.task,
+        base,
+        compare_to_baseline(prep.task, metrics, base, y_train),
     )
+
+
+def _labels(y: np.ndarray, task: str) -> np.ndarray:
+    """Training labels as the model saw them (see :func:`build_model`)."""
+    if task == "classification" and (y.dtype == object or pd.api.types.is_string_dtype(y)):
+        return y.astype(str)
+    return y
 
 
 def _fit(
