@@ -8,7 +8,11 @@ Loading goes in three steps, as skops does: parse, check, build.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import io
 import json
+import zipfile
 from typing import Any
 
 from keel.errors import InvalidInput, UnsafeArtifact
@@ -22,27 +26,153 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model", "trusted_type
 FORMAT = "keel-model"
 FORMAT_VERSION = 1
 
-# Modules whose classes a keel model may contain. Functions and classes from anywhere else
-# (os.system, builtins.eval, a user's module) are refused before anything is built.
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
-_TRUSTED_EXACT = {
-    "builtins.slice",
-    "collections.OrderedDict",
-    "collections.defaultdict",
-    # differentially private estimators: plain arrays after fit (see keel.models._dp)
-    "keel.models._dp.DPGaussianNB",
-    "keel.models._dp.DPLogisticRegression",
-}
+# Every class (beyond the ones skops trusts by default) that a keel model's skops files can
+# hold: the models of keel's zoo with their fitted internals, keel's feature transform, the
+# differentially private estimators, the members of a mitigated ensemble (zoo estimators),
+# and the NumPy types skops writes arrays, scalars and random states with. Written down
+# name by name, from saving every model kind for binary, multiclass and regression targets
+# with every feature op and collecting what skops names. A name must also resolve to a
+# class defined where the name says (see _refusal): skops imports the module a file names
+# and takes the attribute with getattr, and modules re-export functions (numpy.lib.
+# _datasource._open is builtins.open, sklearn.datasets._lfw.remove is os.remove).
+# keel.features.TRUSTED_TYPES adds keel's own feature transformers.
+_TRUSTED_CLASSES: frozenset[str] = frozenset(
+    {
+        # the one builtin skops may be asked about (ColumnTransformer keeps column slices)
+        "builtins.slice",
+        # keel.models._dp: plain arrays after fit
+        "keel.models._dp.DPGaussianNB",
+        "keel.models._dp.DPLogisticRegression",
+        # NumPy: arrays, dtypes, the scalar types fitted attributes hold, random states
+        "numpy.bool",
+        "numpy.bytes_",
+        "numpy.datetime64",
+        "numpy.dtype",
+        "numpy.float16",
+        "numpy.float32",
+        "numpy.float64",
+        "numpy.int16",
+        "numpy.int32",
+        "numpy.int64",
+        "numpy.int8",
+        "numpy.ndarray",
+        "numpy.random._generator.Generator",
+        "numpy.random.mtrand.RandomState",
+        "numpy.str_",
+        "numpy.timedelta64",
+        "numpy.uint16",
+        "numpy.uint32",
+        "numpy.uint64",
+        "numpy.uint8",
+        # HistGradientBoosting's losses and links (every loss keel's HGB kinds accept)
+        "sklearn._loss._loss.CyAbsoluteError",
+        "sklearn._loss._loss.CyHalfBinomialLoss",
+        "sklearn._loss._loss.CyHalfGammaLoss",
+        "sklearn._loss._loss.CyHalfMultinomialLoss",
+        "sklearn._loss._loss.CyHalfPoissonLoss",
+        "sklearn._loss._loss.CyHalfSquaredError",
+        "sklearn._loss._loss.CyPinballLoss",
+        "sklearn._loss.link.IdentityLink",
+        "sklearn._loss.link.Interval",
+        "sklearn._loss.link.LogLink",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss.link.MultinomialLogit",
+        "sklearn._loss.loss.AbsoluteError",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn._loss.loss.HalfGammaLoss",
+        "sklearn._loss.loss.HalfMultinomialLoss",
+        "sklearn._loss.loss.HalfPoissonLoss",
+        "sklearn._loss.loss.HalfSquaredError",
+        "sklearn._loss.loss.PinballLoss",
+        # keel.features.compile_spec: the transform every model starts with
+        "sklearn.compose._column_transformer.ColumnTransformer",
+        # the zoo: random_forest
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.ensemble._forest.RandomForestRegressor",
+        # the zoo: hist_gradient_boosting
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.impute._base.SimpleImputer",
+        # the zoo: logistic_regression (ridge for regression)
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.linear_model._ridge.Ridge",
+        # the zoo: mlp (adam by default, sgd when asked)
+        "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+        "sklearn.neural_network._multilayer_perceptron.MLPRegressor",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._data.MinMaxScaler",
+        "sklearn.preprocessing._data.RobustScaler",
+        "sklearn.preprocessing._data.StandardScaler",
+        "sklearn.preprocessing._encoders.OneHotEncoder",
+        "sklearn.preprocessing._encoders.OrdinalEncoder",
+        # classifiers' label encodings
+        "sklearn.preprocessing._label.LabelBinarizer",
+        "sklearn.preprocessing._label.LabelEncoder",
+        # a random forest's trees
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._classes.DecisionTreeRegressor",
+        "sklearn.tree._tree.Tree",
+    }
+)
 
 
 def trusted_type(name: str) -> bool:
-    """Whether a type named in a skops file may be built: scikit-learn, NumPy, SciPy sparse,
-    and exactly the transformer classes keel.features declares."""
+    """Whether a type named in a skops file may be built: exactly one of the classes keel's
+    models contain, defined in the module its name gives. Never a function."""
+    return _refusal(name) is None
+
+
+@functools.lru_cache(maxsize=256)
+def _refusal(name: str) -> str | None:
+    """Why the type ``name`` may not be built, or None when it may. Imports a module only
+    for a name on the list (scikit-learn, NumPy and keel modules) and calls nothing."""
     from keel.features import TRUSTED_TYPES
 
-    if name in _TRUSTED_EXACT or name in TRUSTED_TYPES:
-        return True
-    return name.startswith(_TRUSTED_PREFIXES) and "._testing" not in name
+    if name not in _TRUSTED_CLASSES and name not in TRUSTED_TYPES:
+        return "not one of the classes keel's models contain"
+    module_name, _, attr = name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        return f"its module does not import here ({exc.__class__.__name__})"
+    obj = vars(module).get(attr)  # what getattr gives, without a module __getattr__
+    if not isinstance(obj, type):
+        return f"{module_name} has no class {attr!r} here"
+    defined = f"{obj.__module__}.{obj.__qualname__}"
+    if defined != name:
+        return f"it is {defined}, not a class defined in {module_name}"
+    return None
+
+
+_NODE_KINDS = {"FunctionNode": "a function", "MethodNode": "a method"}
+
+
+def _node_kinds(data: bytes) -> dict[str, str]:
+    """Type name -> "a function" or "a method", for the nodes of a skops file that are."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        schema = json.loads(z.read("schema.json"))
+    kinds: dict[str, str] = {}
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list):
+            todo.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = _NODE_KINDS.get(node.get("__loader__", ""))
+        if kind is not None:
+            name = f"{node.get('__module__')}.{node.get('__class__')}"
+            content = node.get("content")
+            if kind == "a method" and isinstance(content, dict):
+                name = f"{name}.{content.get('func')}"
+            kinds[name] = kind
+        todo.extend(node.values())
+    return kinds
 
 
 def _skops_dumps(obj: Any) -> bytes:
@@ -64,8 +194,14 @@ def _skops_loads(data: bytes, what: str) -> Any:
         raise UnsafeArtifact(f"{what}: unreadable skops file ({exc.__class__.__name__})") from None
     refused = sorted(t for t in untrusted if not trusted_type(t))
     if refused:
+        kinds = _node_kinds(data)
+        why = [
+            f"{t} ({kinds[t]}: keel loads classes only)" if t in kinds else f"{t} ({_refusal(t)})"
+            for t in refused[:5]
+        ]
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
         raise UnsafeArtifact(
-            f"{what}: names types keel does not trust: {', '.join(refused[:5])}; refusing to load"
+            f"{what}: names types keel does not trust: {'; '.join(why)}{more}; refusing to load"
         )
     return sio.loads(data, trusted=list(untrusted))
 
