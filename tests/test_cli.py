@@ -306,6 +306,160 @@ def test_signing_key_then_a_signed_bundle_verifies(project, capsys, tmp_path):
         capsys, "bundle", "people-m/1", "--out", bundle, "--archive", "--key", key, "-C", project
     )
     assert code == 0, err
-    assert f"tar -xzf {bundle} runner.py" in text and "--public-key" in text
+    assert f"tar -xzf {bundle} m/runner.py" in text and "--public-key" in text
     manifest = verify_bundle(bundle, public_key=tmp_path / "edge.pub")
     assert manifest["model"]["name"] == "people-m"
+
+
+def test_runs_id_and_datasets_name_show_one_item(project, capsys):
+    out = keel_json(
+        capsys, "train", "people", "-t", "label", "--register", "people-m", "-C", project
+    )
+    rows = "".join(f"{30 + i},{['Oslo', 'Rome', 'Bergen'][i % 3]},{i % 2}\n" for i in range(30))
+    (project / "more.csv").write_text("age,city,label\n" + rows)
+    keel_json(capsys, "ingest", project / "more.csv", "--name", "people", "-C", project)
+
+    code, text, err = keel(capsys, "runs", out["run_id"][:10], "-C", project)
+    assert code == 0, err
+    assert out["run_id"] in text and "params" in text and "metrics" in text
+    assert "holdout_roc_auc" in text and "tags" in text
+    assert "people/1" in text and "good.csv" in text  # lineage: dataset and its source
+    assert "people-m/1" in text  # what was registered from it
+    run = keel_json(capsys, "runs", out["run_id"][:10], "-C", project)
+    assert run["id"] == out["run_id"] and run["registered"] == ["people-m/1"]
+    assert run["lineage"]["parents"][0]["kind"] == "dataset"
+    assert keel_json(capsys, "runs", "--id", out["run_id"], "-C", project)["id"] == out["run_id"]
+    code, _, err = keel(capsys, "runs", "nope", "-C", project)
+    assert code == 1 and "run 'nope' does not exist" in err
+
+    code, text, err = keel(capsys, "datasets", "people", "-C", project)
+    assert code == 0, err
+    assert "people/1" in text and "people/2" in text  # the versions
+    assert "age" in text and "int" in text and "Bergen" in text  # schema and profile of v2
+    one = keel_json(capsys, "datasets", "people/1", "-C", project)
+    assert one["dataset"]["ref"] == "people/1" and [v["ref"] for v in one["versions"]] == [
+        "people/1",
+        "people/2",
+    ]
+    assert one["profile"]["columns"]["city"]["distinct"] == 2
+    code, _, err = keel(capsys, "datasets", "ghost", "-C", project)
+    assert code == 1 and "dataset 'ghost' does not exist" in err
+
+
+def test_search_progress_names_the_metric(project, capsys):
+    exe = Path(sys.executable).parent / "keel"
+    args = ["train", "people", "-t", "label", "-m", "logistic_regression", "--trials", "2"]
+    args += ["--executor", "inline", "-C", str(project)]
+    done = subprocess.run([exe, *args], capture_output=True, text=True, check=True)
+    assert "best val_roc_auc " in done.stdout, done.stdout
+    rows = "".join(f"{20 + i},{['a', 'b', 'c'][i % 3]},{'xyz'[i % 3]}\n" for i in range(45))
+    (project / "three.csv").write_text("age,city,label\n" + rows)
+    keel_json(capsys, "ingest", project / "three.csv", "--name", "three", "-C", project)
+    args[1] = "three"
+    done = subprocess.run([exe, *args], capture_output=True, text=True, check=True)
+    assert "best val_neg_log_loss -" in done.stdout, done.stdout  # not called roc_auc
+
+
+def test_audit_flags_a_disparate_impact_under_four_fifths(tmp_path, capsys):
+    n = 200
+    group = ["A"] * (n // 2) + ["B"] * (n // 2)
+    # group A is selected half the time, group B a fifth of the time: ratio 0.4
+    score = [0.9 if i % 2 == 0 else 0.1 for i in range(n // 2)]
+    score += [0.9 if i % 5 == 0 else 0.1 for i in range(n // 2)]
+    label = [int(s > 0.5) for s in score]
+    lines = "".join(f"{g},{s},{y}\n" for g, s, y in zip(group, score, label, strict=True))
+    (tmp_path / "p.csv").write_text("g,p,y\n" + lines)
+    args = ["audit", "--predictions", tmp_path / "p.csv", "--label", "y", "--score", "p"]
+    code, text, err = keel(capsys, *args, "--sensitive", "g", "--n-boot", "20")
+    assert code == 0, err
+    assert "four-fifths rule" in text and "FAILS" in text and "0.40" in text, text
+    assert "under 0.8" in text and "B" in text
+    fair = [f"{g},{s},{y}\n" for g, s, y in zip(group, score[: n // 2] * 2, label, strict=True)]
+    (tmp_path / "q.csv").write_text("g,p,y\n" + "".join(fair))
+    args[2] = tmp_path / "q.csv"
+    code, text, err = keel(capsys, *args, "--sensitive", "g", "--n-boot", "20")
+    assert code == 0 and "four-fifths rule" in text and "FAILS" not in text, err
+
+
+def test_bundle_hint_commands_work_as_printed(project, capsys, tmp_path):
+    import shlex
+
+    keel_json(capsys, "train", "people", "-t", "label", "--register", "people-m", "-C", project)
+    bundle = tmp_path / "out" / "m.tar.gz"
+    bundle.parent.mkdir()
+    code, text, err = keel(
+        capsys, "bundle", "people-m/1", "--out", bundle, "--archive", "-C", project
+    )
+    assert code == 0, err
+    hints = [line.split(": ", 1)[1] for line in text.splitlines() if ": " in line]
+    get, run = [h for h in hints if h.startswith(("tar ", "python "))]
+    work = tmp_path / "edge"
+    work.mkdir()
+    (work / "rows.csv").write_text("age,city\n31,Oslo\n44,Rome\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for cmd in (get, run):
+        done = subprocess.run(shlex.split(cmd), cwd=work, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{cmd}: {done.stderr}"
+    assert done.stdout.count("\n") >= 2  # one answer per row
+
+
+def test_readme_says_nothing_that_is_here_comes_next():
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "come next" not in text and "comes next" not in text
+    assert "tar -xzf income.tar.gz runner.py" not in text
+
+
+def test_monitor_run_shows_fairness_prediction_drift_and_quality(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from keel import registry
+    from keel.project import open_project
+    from keel.serve import PredictionLog, ingest_labels
+
+    root = tmp_path / "proj"
+    keel(capsys, "init", root)
+    cfg = root / "keel.yaml"
+    cfg.write_text(
+        yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "audit": {"sensitive": ["city"]}})
+    )
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"age": rng.integers(20, 70, 400), "city": rng.choice(["Oslo", "Rome"], 400)})
+    df["label"] = np.where((df.age > 45) | (df.city == "Oslo"), "yes", "no")
+    df.to_csv(root / "d.csv", index=False)
+    keel_json(capsys, "ingest", root / "d.csv", "--name", "people", "-C", root)
+    args = ["train", "people", "-t", "label", "-m", "logistic_regression", "--register", "people"]
+    keel_json(capsys, *args, "-C", root)
+    keel_json(capsys, "alias", "people/1", "production", "-C", root)
+    traffic = df.assign(age=df.age + 15).astype({"age": "float"})
+    traffic.loc[:20, "age"] = None  # missing values: a data-quality issue
+    with open_project(root) as proj:
+        model = registry.load(proj.store, "people/1")
+        X = traffic.drop(columns=["label"])
+        proba = model.predict_proba(X)
+        entries = [
+            {
+                "request_id": f"r{i}",
+                "model": "people",
+                "version": 1,
+                "inputs": {k: (None if v != v else v) for k, v in row.items()},
+                "ts": 1e6 + i,
+                "outputs": {
+                    "label": ["no", "yes"][int(p[1] >= 0.5)],
+                    "probabilities": {"no": float(p[0]), "yes": float(p[1])},
+                },
+            }
+            for i, (row, p) in enumerate(zip(X.to_dict("records"), proba, strict=True))
+        ]
+        with PredictionLog(proj.store) as log:
+            log.record(entries)
+        ids = [f"r{i}" for i in range(len(df))]
+        pd.DataFrame({"request_id": ids, "y": df["label"]}).to_csv(root / "y.csv", index=False)
+        ingest_labels(proj.store, root / "y.csv", label_col="y")
+    code, text, err = keel(capsys, "monitor", "run", "people", "--min-labels", "50", "-C", root)
+    assert code == 0, err
+    assert "prediction drift" in text and "score" in text
+    assert "data quality" in text and "null_rate_up" in text and "age" in text
+    assert "fairness" in text and "disparate_impact_ratio" in text
+    assert "four-fifths rule" in text

@@ -139,14 +139,26 @@ def ingest(
 
 
 @app.command()
-def datasets(project: Path = PROJECT, as_json: bool = JSON) -> None:
-    """List datasets and their versions.
+def datasets(
+    name: str = typer.Argument(
+        None,
+        metavar="[NAME]",
+        help="Show one dataset: NAME (its newest version), NAME/VERSION or a sha256 prefix.",
+    ),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """List datasets and their versions, or show one: its versions, schema and profile.
 
     Example: keel datasets --json
+             keel datasets adult/1   # versions, schema, profile summary
     """
     from keel.data import list_datasets
 
     with _project(project) as proj:
+        if name:
+            _show_dataset(proj.store, name, as_json)
+            return
         items = list_datasets(proj.store)
     if as_json:
         emit_json([d.to_dict() for d in items])
@@ -156,6 +168,68 @@ def datasets(project: Path = PROJECT, as_json: bool = JSON) -> None:
         ["ref", "kind", "rows", "cols", "sha256", "created"],
         [[d.ref, d.kind, f"{d.n_rows:,}", d.n_cols, d.sha[:12], when(d.created_at)] for d in items],
     )
+
+
+def _show_dataset(store: Any, ref: str, as_json: bool) -> None:
+    from keel.data import get_dataset, list_datasets, load_profile
+    from keel.errors import NotFound
+
+    ds = get_dataset(store, ref)
+    versions = [d for d in list_datasets(store) if d.name == ds.name]
+    try:
+        prof: dict[str, Any] | None = load_profile(store, ds)
+    except NotFound:
+        prof = None
+    if as_json:
+        emit_json(
+            {
+                "dataset": ds.to_dict(),
+                "versions": [d.to_dict() for d in versions],
+                "profile": prof,
+            }
+        )
+        return
+    table(
+        f"dataset {ds.name}: versions",
+        ["ref", "", "kind", "rows", "cols", "sha256", "created", "by"],
+        [
+            [
+                d.ref,
+                "shown" if d.version == ds.version else "",
+                d.kind,
+                f"{d.n_rows:,}",
+                d.n_cols,
+                d.sha[:12],
+                when(d.created_at),
+                d.created_by,
+            ]
+            for d in versions
+        ],
+    )
+    stats = (prof or {}).get("columns") or {}
+    table(
+        f"{ds.ref}: schema and profile ({ds.n_rows:,} rows)",
+        ["column", "type", "nullable", "missing", "distinct", "min", "mean", "max", "top"],
+        [_column_row(c, stats.get(c["name"]) or {}) for c in ds.schema.get("columns") or []],
+    )
+    if prof is None:
+        console.print(f"{ds.ref} has no stored profile")
+
+
+def _column_row(col: dict[str, Any], st: dict[str, Any]) -> list[Any]:
+    top = sorted((st.get("top") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{k} ({v:,})" for k, v in top[:3])
+    return [
+        col.get("name"),
+        col.get("type"),
+        "yes" if col.get("nullable") else "no",
+        st.get("null_count"),
+        st.get("distinct"),
+        st.get("min"),
+        st.get("mean"),
+        st.get("max"),
+        shown + (", …" if len(top) > 3 else ""),
+    ]
 
 
 @app.command()
@@ -243,40 +317,35 @@ def train(
 
 @app.command()
 def runs(
+    run_id: str = typer.Argument(
+        None, metavar="[ID]", help="Show this run in full (its id or a unique prefix)."
+    ),
     experiment: str = typer.Option(None, help="Only runs of this experiment."),
     limit: int = typer.Option(20, help="How many of the newest runs."),
-    run_id: str = typer.Option(None, "--id", help="Show one run in full (id or unique prefix)."),
+    id_option: str = typer.Option(None, "--id", help="Same as ID."),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
-    """List runs with their parameters and last metric values, or show one run.
+    """List runs with their parameters and last metric values, or show one run in full:
+    parameters, metrics, tags, artifacts, the data it was made from and what was
+    registered from it.
 
     Example: keel runs --experiment adult-demo --limit 5
+             keel runs 3f2a9c1e   # one run
     """
-    from keel.train import get_run, list_runs
+    from keel.errors import InvalidInput
+    from keel.train import list_runs
 
+    if run_id and id_option and run_id != id_option:
+        raise InvalidInput(f"runs: give the run as ID or --id, not both ({run_id}, {id_option})")
+    run_id = run_id or id_option
     with _project(project) as proj:
-        data: Any = (
-            get_run(proj.store, run_id) if run_id else list_runs(proj.store, experiment, limit)
-        )
+        if run_id:
+            _show_run(proj.store, run_id, as_json)
+            return
+        data = list_runs(proj.store, experiment, limit)
     if as_json:
         emit_json(data)
-        return
-    if run_id:
-        table(
-            f"run {data['id']}",
-            ["field", "value"],
-            [
-                ["experiment", data["experiment"]],
-                ["status", data["status"]],
-                ["seed", data["seed"]],
-                ["git commit", data["git_commit"]],
-                ["wall time (s)", data["wall_time"]],
-                *[[f"param {k}", v] for k, v in data["params"].items()],
-                *[[f"metric {k}", v] for k, v in data["metrics"].items()],
-                *[[f"artifact {k}", v["sha"][:12]] for k, v in data["artifacts"].items()],
-            ],
-        )
         return
     keys = sorted({k for r in data for k in r["metrics"]})[:6]
     table(
@@ -294,6 +363,48 @@ def runs(
             for r in data
         ],
     )
+
+
+def _show_run(store: Any, run_id: str, as_json: bool) -> None:
+    from keel import registry
+    from keel import store as st
+    from keel.train import get_run
+
+    data = get_run(store, run_id)
+    root = st.lineage(store, "run", data["id"])
+    details = {(n.kind, n.id): st.describe(store, n) for n in root.walk()}
+    registered = [
+        v.ref
+        for m in registry.list_models(store)
+        for v in registry.list_versions(store, m["name"])
+        if v.run_id == data["id"]
+    ]
+    if as_json:
+        emit_json({**data, "lineage": root.to_dict(), "registered": registered})
+        return
+    console.print(
+        f"[bold]run {data['id']}[/bold]  experiment {data['experiment']}, {data['status']}, "
+        f"seed {data['seed']}, {fmt(data['wall_time'])} s, by {data['created_by']} at "
+        f"{when(data['created_at'])}, git {data['git_commit'] or '—'}",
+        highlight=False,
+    )
+    table("params", ["param", "value"], [[k, v] for k, v in data["params"].items()])
+    table(
+        "metrics (last value)",
+        ["metric", "value", "steps"],
+        [[k, v, len(data["metric_history"][k])] for k, v in data["metrics"].items()],
+    )
+    table("tags", ["tag", "value"], [[k, v] for k, v in data["tags"].items()])
+    if data["artifacts"]:
+        table(
+            "artifacts",
+            ["artifact", "sha256", "bytes"],
+            [[k, v["sha"][:12], v["size"]] for k, v in data["artifacts"].items()],
+        )
+    details[("run", data["id"])] = {"label": f"{data['id'][:12]} (this run)"}
+    console.print("[bold]lineage[/bold]: made from")
+    console.print(lineage_tree(root, details))
+    console.print(f"registered as: {', '.join(registered) or 'nothing'}", highlight=False)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from keel.cli._app import JSON, PROJECT, _project, app
-from keel.cli._render import console, emit_json, err_console, table
+from keel.cli._render import console, emit_json, err_console, four_fifths, table
 
 
 @app.command("audit")
@@ -164,6 +164,10 @@ def _print_evidence(doc: dict[str, Any], what: str) -> None:
             ):
                 rows.append([key, name, *_fmt_ci(ev.get(name))])
         table("fairness", ["groups", "disparity", "value", "low", "high"], rows)
+        for key, ev in fair.items():
+            line = four_fifths(key, ev) if key != "about" else None
+            if line:
+                console.print(line, highlight=False, soft_wrap=True)
         for key, ev in fair.items():
             small = (ev.get("small_groups") or {}).get("groups") if key != "about" else None
             if small:

@@ -118,9 +118,10 @@ def bundle_cmd(
         return
     console.print(f"[green]bundle[/green] {path} ({mv.ref}{', signed' if key else ''})")
     check = " --public-key PUBLIC.pem" if key else ""
-    if archive:
-        console.print(f"get the runner: tar -xzf {path} runner.py", highlight=False)
-        console.print(f"run it: python runner.py {path} --input rows.csv{check}", highlight=False)
+    if archive:  # members sit under one folder named like the archive: NAME/runner.py
+        runner = f"{Path(path).name.removesuffix('.tgz').removesuffix('.tar.gz')}/runner.py"
+        console.print(f"get the runner: tar -xzf {path} {runner}", highlight=False)
+        console.print(f"run it: python {runner} {path} --input rows.csv{check}", highlight=False)
     else:
         console.print(
             f"run it: python {path}/runner.py {path} --input rows.csv{check}", highlight=False

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from keel.cli._app import JSON, PROJECT, _project, app
-from keel.cli._render import console, emit_json, table
+from keel.cli._render import console, emit_json, four_fifths, table
 
 monitor_app = typer.Typer(help="Watch served models on their own traffic.", no_args_is_help=True)
 app.add_typer(monitor_app, name="monitor")
@@ -56,6 +56,8 @@ def _print(res: Any) -> None:
             ["feature", "test", "statistic", "p-value", ""],
             rows,
         )
+    _print_prediction_drift(v.get("prediction_drift") or {})
+    _print_quality(v.get("quality") or {})
     perf = v.get("performance") or {}
     if perf.get("status") == "ok":
         names = [k for k, x in perf.items() if isinstance(x, dict) and "value" in x]
@@ -69,11 +71,100 @@ def _print(res: Any) -> None:
             f"performance: {perf.get('status')} ({perf.get('labeled')} labelled, "
             f"{perf.get('needed')} needed)"
         )
+    _print_fairness(v.get("fairness"))
     for alert in res.alerts:
         console.print(
             f"[red]alert[/red] {alert['rule']} ({alert['severity']}): {alert['path']} = "
             f"{alert['value']:.4g} {alert['op']} {alert['threshold']:g}"
         )
+
+
+def _print_prediction_drift(pred: dict[str, Any]) -> None:
+    rows = [
+        [
+            name,
+            f.get("test"),
+            f.get("statistic"),
+            f.get("p_value"),
+            "DRIFT" if f.get("drift") else "",
+        ]
+        for name, f in pred.items()
+        if isinstance(f, dict)
+    ]
+    if rows:
+        table(
+            f"prediction drift (served answers against the served version's answers on "
+            f"{pred.get('reference_rows', 0):,} training rows)",
+            ["output", "test", "statistic", "p-value", ""],
+            rows,
+        )
+
+
+def _print_quality(quality: dict[str, Any]) -> None:
+    if not quality:
+        return
+    cols = quality.get("columns") or {}
+    bad = [(name, c) for name, c in cols.items() if c.get("issues")]
+    if bad:
+        table(
+            "data quality: columns with issues",
+            [
+                "column",
+                "issues",
+                "missing",
+                "missing before",
+                "out of range",
+                "unseen",
+                "type errors",
+            ],
+            [
+                [
+                    name,
+                    ", ".join(c["issues"]),
+                    c.get("null_rate"),
+                    c.get("reference_null_rate"),
+                    c.get("out_of_range_rate"),
+                    c.get("unseen_rate"),
+                    c.get("type_errors"),
+                ]
+                for name, c in bad
+            ],
+        )
+    else:
+        console.print(f"data quality: no issues in {len(cols)} columns")
+    for key, what in (
+        ("missing_columns", "missing from the traffic"),
+        ("extra_columns", "in the traffic but not the training data"),
+    ):
+        if quality.get(key):
+            console.print(f"data quality: {what}: {', '.join(map(str, quality[key]))}")
+
+
+def _print_fairness(fair: Any) -> None:
+    if not fair:
+        return
+    if fair.get("status") != "ok":
+        console.print(
+            f"fairness: {fair.get('status')} ({fair.get('labeled')} labelled"
+            + (f", {fair['needed']} needed)" if fair.get("needed") else ")")
+        )
+        return
+    groups = {k: e for k, e in fair.items() if isinstance(e, dict) and k != "about"}
+    names = (
+        "demographic_parity_difference",
+        "equalized_odds_difference",
+        "equal_opportunity_difference",
+        "disparate_impact_ratio",
+    )
+    table(
+        "fairness on labelled rows",
+        ["groups", "disparity", "value"],
+        [[key, n, (e.get(n) or {}).get("value")] for key, e in groups.items() for n in names],
+    )
+    for key, e in groups.items():
+        line = four_fifths(key, e)
+        if line:
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 @monitor_app.command("run")

@@ -58,3 +58,29 @@ def lineage_tree(root: Any, details: dict[tuple[str, str], dict[str, Any]]) -> T
 
     add(tree, root)
     return tree
+
+
+def four_fifths(key: str, ev: Any) -> str | None:
+    """One line on the four-fifths rule for the fairness evidence ``ev`` of sensitive
+    ``key`` — the same verdict as the model card's; None when ``ev`` has no such rule."""
+    ff = ev.get("four_fifths_rule") if isinstance(ev, dict) else None
+    if not ff:
+        return None
+    di = ev.get("disparate_impact_ratio")
+    di = di.get("value") if isinstance(di, dict) else di
+    limit = f"{ff['threshold']:g}" if isinstance(ff.get("threshold"), float | int) else "—"
+    ratio = "undefined" if di is None else f"{di:.4f}"
+    ref = ff.get("reference_group")
+    if ff.get("passed") is None:
+        why = f"disparate-impact ratio {ratio}"
+        return f"[yellow]four-fifths rule not checked[/yellow] for {key}: {why}"
+    if ff.get("passed"):
+        return (
+            f"four-fifths rule passes for {key}: disparate-impact ratio {ratio} ≥ {limit} "
+            f"(reference group {ref})"
+        )
+    below = ", ".join(map(str, ff.get("failing_groups") or [])) or "none"
+    return (
+        f"[bold red]four-fifths rule FAILS[/bold red] for {key}: disparate-impact ratio "
+        f"{ratio} is under {limit} (reference group {ref}; groups below: {below})"
+    )

@@ -131,9 +131,9 @@ def search(
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     parent = start_run(store, experiment, seed=seed, tags={"kind": "search", "model": model})
     trials: list[dict[str, Any]] = []
-    metric = "val_roc_auc" if prep.task == "classification" else "val_neg_rmse"
+    metric = _metric_name(prep.task, shared["y_train"])
     try:
-        with parent, _progress(progress, n_trials, model, ex.name) as advance:
+        with parent, _progress(progress, n_trials, model, ex.name, metric) as advance:
             while len(trials) < n_trials:
                 batch = [
                     study.ask()
@@ -175,11 +175,20 @@ def search(
     return SearchResult(best_params, float(study.best_value), metric, trials, parent.id, final)
 
 
-class _progress:
-    """A rich progress bar for the trials (quiet when ``enabled`` is false)."""
+def _metric_name(task: str, y_train: Any) -> str:
+    """The name of what :func:`_objective` scores (higher is better): ROC AUC for two
+    classes, the negated log loss for more, the negated RMSE for a regression."""
+    if task != "classification":
+        return "val_neg_rmse"
+    return "val_roc_auc" if len(np.unique(y_train)) == 2 else "val_neg_log_loss"
 
-    def __init__(self, enabled: bool, total: int, model: str, executor: str) -> None:
-        self.enabled, self.total = enabled, total
+
+class _progress:
+    """A rich progress bar for the trials, naming the metric the best value is of (quiet
+    when ``enabled`` is false)."""
+
+    def __init__(self, enabled: bool, total: int, model: str, executor: str, metric: str) -> None:
+        self.enabled, self.total, self.metric = enabled, total, metric
         self.label = f"search {model} on {executor}"
 
     def __enter__(self) -> Any:
@@ -197,7 +206,7 @@ class _progress:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("best {task.fields[best]}"),
+            TextColumn(f"best {self.metric} {{task.fields[best]}}"),
             TimeElapsedColumn(),
         )
         self._p.start()
