@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,6 +20,7 @@ from keel.monitor.notify import (
     LogNotifier,
     MemoryNotifier,
     WebhookNotifier,
+    check_address,
     check_url,
     notifier_from_config,
     sign,
@@ -27,6 +29,7 @@ from keel.monitor.notify import (
 from keel.types import Notifier
 
 SECRET = "s3cr3t-hmac-key-for-tests"
+PUBLIC = "93.184.216.34"  # a global address; tests never connect to it
 ALERT = {"rule": "input-drift", "model": "churn", "severity": "warning", "value": 0.42}
 
 
@@ -225,7 +228,7 @@ def test_webhook_total_time_is_bounded(secret_env):
     clock = [0.0]
     calls: list[float] = []
 
-    def transport(url, body, headers, timeout_s):
+    def transport(url, body, headers, timeout_s, address):
         calls.append(timeout_s)
         clock[0] += 4.0
         return 503
@@ -246,6 +249,7 @@ def test_webhook_total_time_is_bounded(secret_env):
         backoff_s=1,
         timeout_s=5,
         transport=transport,
+        resolver=lambda host, port: [PUBLIC],
         sleep=sleep,
         clock=lambda: clock[0],
         rng=Highest(),  # type: ignore[arg-type]
@@ -283,6 +287,161 @@ def test_loopback_not_in_the_allow_list_is_refused(secret_env):
         with pytest.raises(DeliveryFailed, match="not in the allow-list"):
             hook.send(ALERT)
     assert rx.requests == []
+
+
+def _named(rx: Receiver, secret_env: str, allow: list[str], **kw: Any) -> WebhookNotifier:
+    """A webhook to the receiver by the name ``localhost`` (which resolves to 127.0.0.1)."""
+    kw.setdefault("backoff_s", 0.01)
+    url = f"http://localhost:{rx.port}/hook"
+    return WebhookNotifier(url, allow=allow, secret_env=secret_env, name="hook", **kw)
+
+
+def test_a_listed_name_that_resolves_to_loopback_is_refused(secret_env):
+    with Receiver() as rx:
+        hook = _named(rx, secret_env, [f"localhost:{rx.port}"])
+        with pytest.raises(
+            DeliveryFailed,
+            match=r"'localhost' resolves to 127\.0\.0\.1: a "
+            r"loopback address.*'127\.0\.0\.0/8'",
+        ) as info:
+            hook.send(ALERT)
+    assert info.value.attempts == 0
+    assert rx.requests == []
+
+
+@pytest.mark.parametrize("grant", ["127.0.0.1", "127.0.0.0/8", "{port}", "::1, 127.0.0.1"])
+def test_a_name_pointing_at_an_explicitly_listed_address_or_range_is_delivered(secret_env, grant):
+    with Receiver() as rx:
+        grants = [g.strip() for g in grant.format(port=f"127.0.0.1:{rx.port}").split(",")]
+        _named(rx, secret_env, [f"localhost:{rx.port}", *grants]).send(ALERT)
+    (req,) = rx.requests
+    assert req["ok"] and req["headers"]["Host"] == f"localhost:{rx.port}"
+
+
+def test_an_address_entry_for_another_port_does_not_grant_the_address(secret_env):
+    with Receiver() as rx:
+        other = rx.port + 1 if rx.port < 65535 else rx.port - 1
+        hook = _named(rx, secret_env, [f"localhost:{rx.port}", f"127.0.0.1:{other}"])
+        with pytest.raises(DeliveryFailed, match="loopback"):
+            hook.send(ALERT)
+    assert rx.requests == []
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("169.254.169.254", "link-local"),
+        ("10.1.2.3", "private"),
+        ("192.168.0.7", "private"),
+        ("100.64.0.1", "non-global"),
+        ("0.0.0.0", "unspecified"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("::ffff:169.254.169.254", "link-local"),
+        ("fd00::5", "private"),
+        ("fe80::1", "link-local"),
+        ("224.0.0.1", "multicast"),
+    ],
+)
+def test_internal_addresses_behind_a_listed_name_are_refused(secret_env, address, kind):
+    sent: list[str] = []
+
+    def transport(url, body, headers, timeout_s, addr):
+        sent.append(addr)
+        return 204
+
+    hook = WebhookNotifier(
+        "https://hooks.example.com/x",
+        allow=["hooks.example.com"],
+        secret_env=secret_env,
+        transport=transport,
+        resolver=lambda host, port: [address],
+    )
+    with pytest.raises(DeliveryFailed, match=f"a {kind} address"):
+        hook.send(ALERT)
+    assert sent == []
+    assert check_address(PUBLIC, 443, []) == PUBLIC
+    with pytest.raises(InvalidInput, match=kind):
+        check_address(address, 443, ["hooks.example.com"])
+
+
+def test_dns_is_asked_once_per_alert_and_every_attempt_goes_to_the_checked_address(secret_env):
+    """DNS rebinding: the name is public when checked, loopback a moment later."""
+    asked: list[str] = []
+    sent: list[tuple[str, str]] = []
+
+    def rebinding(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return [PUBLIC] if len(asked) == 1 else ["127.0.0.1"]
+
+    def transport(url, body, headers, timeout_s, address):
+        sent.append((urlsplit(url).hostname, address))
+        return 503
+
+    hook = WebhookNotifier(
+        "https://hooks.example.com/x",
+        allow=["hooks.example.com"],
+        secret_env=secret_env,
+        attempts=3,
+        backoff_s=0.001,
+        transport=transport,
+        resolver=rebinding,
+    )
+    with pytest.raises(DeliveryFailed, match="503 after 3 attempts"):
+        hook.send(ALERT)
+    assert asked == ["hooks.example.com"]
+    assert sent == [("hooks.example.com", PUBLIC)] * 3
+
+
+def test_the_real_transport_connects_to_the_checked_address_keeping_the_name(secret_env):
+    """``hooks.example.com`` does not resolve here: a delivery proves http_post connected to
+    the address the resolver gave, with the name as the Host header."""
+    with Receiver() as rx:
+        hook = WebhookNotifier(
+            f"http://hooks.example.com:{rx.port}/hook",
+            allow=[f"hooks.example.com:{rx.port}", "127.0.0.1"],
+            secret_env=secret_env,
+            resolver=lambda host, port: [PUBLIC.replace("93", "0", 1), "127.0.0.1"],
+        )
+        hook.send(ALERT)  # the first address (0.184.216.34, reserved) is skipped
+    (req,) = rx.requests
+    assert req["ok"] and req["headers"]["Host"] == f"hooks.example.com:{rx.port}"
+
+
+def test_a_name_that_does_not_resolve_fails_without_a_request(secret_env):
+    def nowhere(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    hook = WebhookNotifier(
+        "https://hooks.example.com/x",
+        allow=["hooks.example.com"],
+        secret_env=secret_env,
+        resolver=nowhere,
+    )
+    with pytest.raises(DeliveryFailed, match="cannot resolve 'hooks.example.com'") as info:
+        hook.send(ALERT)
+    assert info.value.attempts == 0
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ("127.0.0.0/33", "expected an address range"),
+        ("127.0.0.1/8", "expected an address range"),
+        ("10.0.0.0/08", "must be written as '10.0.0.0/8'"),
+        ("http://hooks.example.com/", "not a URL"),
+    ],
+)
+def test_bad_range_entries_are_refused(entry, match):
+    with pytest.raises(InvalidInput, match=match):
+        check_url("https://hooks.example.com/", ["hooks.example.com", entry])
+
+
+def test_a_range_permits_addresses_but_lists_no_url():
+    with pytest.raises(InvalidInput, match="not in the allow-list"):
+        check_url("http://127.0.0.1:8080/", ["127.0.0.0/8"])
+    assert check_address("10.9.8.7", 80, ["10.0.0.0/8"]) == "10.9.8.7"
+    assert check_address("fd00::5", 80, ["fd00::/8"]) == "fd00::5"
 
 
 def test_a_redirect_to_an_unlisted_host_is_not_followed(secret_env):

@@ -8,7 +8,8 @@ flattens them (``{"value": v}`` is reachable as its path, booleans are 0/1) and 
 shape (:meth:`AlertConfig.from_file`)::
 
     monitor:
-      allow_hosts: [hooks.example.com:443]   # where webhooks may go (host:port, exact)
+      allow_hosts: [hooks.example.com:443]   # where webhooks may go (host:port, exact;
+                                             # IPs and ranges permit internal addresses)
       notifiers:
         ops-file: {type: file, path: alerts.jsonl}
         pager:

@@ -33,8 +33,17 @@ http). Refused: user-info (``http://allowed@evil/``), hosts that are IP literals
 encoding (``http://2130706433/``, ``0x7f.1``, ``127.1``), non-ASCII or percent-encoded
 hosts. Redirects are never followed: a 3xx answer is a failed delivery. Timeouts, refused
 connections, 408, 429 and 5xx are retried with exponential back-off and full jitter,
-bounded by ``attempts`` and ``max_total_s``; other answers fail at once. The allow-list
-is about names: a listed name that DNS points at an internal address is trusted as listed.
+bounded by ``attempts`` and ``max_total_s``; other answers fail at once.
+
+A listed name is not trusted with whatever DNS says: each alert resolves the name once, and
+an address that is not global (loopback, private, link-local such as 169.254.169.254,
+shared, reserved, multicast, unspecified; IPv4-mapped IPv6 counts as its IPv4 address) is
+refused unless the allow-list names it, as an IP entry (``127.0.0.1`` or ``127.0.0.1:8080``:
+that port only) or a range (``10.0.0.0/8``, ``fd00::/8``). The request goes to the first
+resolved address that passed, pinned for every retry of that alert, with the name kept as
+the ``Host`` header and the TLS server name; so a name that DNS re-points between the check
+and the connection (DNS rebinding) cannot reach another address. A range entry only permits
+addresses; it does not list URLs.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,8 +75,10 @@ __all__ = [
     "LogNotifier",
     "MemoryNotifier",
     "WebhookNotifier",
+    "check_address",
     "check_url",
     "http_post",
+    "resolve",
     "notifier_from_config",
     "sign",
     "verify_signature",
@@ -83,9 +94,15 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
 
-Transport = Callable[[str, bytes, Mapping[str, str], float], int]
-"""The HTTP-out seam: ``transport(url, body, headers, timeout_s) -> status``. It must not
-follow redirects; it raises :class:`OSError` for timeouts and connection failures."""
+Transport = Callable[[str, bytes, Mapping[str, str], float, str], int]
+"""The HTTP-out seam: ``transport(url, body, headers, timeout_s, address) -> status``. It
+connects to ``address`` (the IP that was checked) and nowhere else, with the URL's host as
+the ``Host`` header and TLS server name. It must not follow redirects; it raises
+:class:`OSError` for timeouts and connection failures."""
+
+Resolver = Callable[[str, int], Sequence[str]]
+"""The DNS seam: ``resolve(host, port) -> IP addresses``, in order of preference; raises
+:class:`OSError` when the name does not resolve."""
 
 
 class DeliveryFailed(KeelError):
@@ -225,7 +242,7 @@ def check_url(url: str, allow: Iterable[str]) -> tuple[str, str, int]:
     :class:`InvalidInput` saying why. ``allow`` holds ``host:port`` (or ``host``: the
     scheme's default port) entries; see the module docstring for what is refused."""
     scheme, host, port = _split(url, "webhook URL")
-    allowed = {_allow_entry(a) for a in allow}
+    allowed, _ = _allow_list(allow)
     if (host, port) in allowed or (port == _DEFAULT_PORT[scheme] and (host, None) in allowed):
         return scheme, host, port
     listed = ", ".join(sorted(_show(h, p) for h, p in allowed)) or "nothing"
@@ -288,6 +305,62 @@ def _is_inet_aton(host: str) -> bool:
     return True
 
 
+AddressGrant = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int | None]
+
+
+def _allow_list(
+    allow: Iterable[str],
+) -> tuple[set[tuple[str, int | None]], list[AddressGrant]]:
+    """The ``(host, port)`` entries that URLs must match, and the addresses (networks, with
+    the port they are limited to) that resolved names may point at although not global: IP
+    entries and ranges."""
+    hosts: set[tuple[str, int | None]] = set()
+    grants: list[AddressGrant] = []
+    for entry in allow:
+        network = _range_entry(entry)
+        if network is not None:
+            grants.append((network, None))
+            continue
+        host, port = _bare_ipv6(entry) or _allow_entry(entry)
+        hosts.add((host, port))
+        try:
+            grants.append((ipaddress.ip_network(host), port))
+        except ValueError:
+            pass
+    return hosts, grants
+
+
+def _bare_ipv6(entry: Any) -> tuple[str, None] | None:
+    """``::1`` (no brackets, so no port) as an entry; ``[::1]:9000`` goes through
+    :func:`_allow_entry`."""
+    if not isinstance(entry, str) or ":" not in entry or "[" in entry:
+        return None
+    try:
+        ip = ipaddress.IPv6Address(entry.strip())
+    except ValueError:
+        return None
+    if str(ip) != entry.strip().lower():
+        raise InvalidInput(f"allow_hosts: address {entry!r} must be written as {str(ip)!r}")
+    return str(ip), None
+
+
+def _range_entry(entry: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if not isinstance(entry, str) or "/" not in entry or "://" in entry:
+        return None
+    text = entry.strip()
+    try:
+        network = ipaddress.ip_network(text)
+    except ValueError as exc:
+        if not re.fullmatch(r"[0-9a-fA-F.:]+/[0-9]+", text):
+            return None  # not a range: refused as 'not a URL' by _allow_entry
+        raise InvalidInput(
+            f"allow_hosts: {entry!r}: expected an address range such as '10.0.0.0/8' ({exc})"
+        ) from None
+    if str(network) != text.lower():
+        raise InvalidInput(f"allow_hosts: range {entry!r} must be written as {str(network)!r}")
+    return network
+
+
 def _allow_entry(entry: Any) -> tuple[str, int | None]:
     if not isinstance(entry, str) or not entry.strip():
         raise InvalidInput(f"allow_hosts: expected 'host:port' entries, got {entry!r}")
@@ -318,12 +391,58 @@ def _redact(url: str) -> str:
         return "'<unparsable URL>'"
 
 
+# -- addresses ----------------------------------------------------------------------------
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The IP addresses DNS gives for ``host`` (the default :data:`Resolver`), in the
+    order :func:`socket.getaddrinfo` returns them, without repeats."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_address(address: str, port: int, allow: Iterable[str]) -> str:
+    """``address`` when a webhook may connect to it on ``port``: a global address, or one
+    that an IP or range entry of ``allow`` names; else :class:`InvalidInput` saying why."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise InvalidInput(f"address {address!r}: expected an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    kind = _non_global(ip)
+    if kind is None:
+        return address
+    _, grants = _allow_list(allow)
+    for network, only in grants:
+        if ip.version == network.version and ip in network and only in (None, port):
+            return address
+    raise InvalidInput(
+        f"{address}: a {kind} address, not a global one; list that address or its range "
+        f"in monitor.allow_hosts (for example {str(ip)!r} or "
+        f"'{ipaddress.ip_network(f'{ip}/{8 if ip.version == 4 else 64}', strict=False)}') "
+        f"to send there"
+    )
+
+
+def _non_global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """What kind of internal address ``ip`` is, or None for a global unicast one."""
+    for kind in ("loopback", "link-local", "unspecified", "multicast", "private", "reserved"):
+        if getattr(ip, f"is_{kind.replace('-', '_')}"):
+            return kind
+    return None if ip.is_global else "non-global"
+
+
 # -- webhook ------------------------------------------------------------------------------
 
 
-def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> int:
-    """POST ``body`` to ``url`` with :mod:`http.client` (which never follows redirects) and
-    return the status; the answer's body is read (at most 64 KiB) and dropped."""
+def http_post(
+    url: str, body: bytes, headers: Mapping[str, str], timeout_s: float, address: str
+) -> int:
+    """POST ``body`` to ``url`` with :mod:`http.client` (which never follows redirects),
+    connecting to ``address`` only, and return the status; the URL's host stays the ``Host``
+    header and the TLS server name (checked against the certificate). The answer's body is
+    read (at most 64 KiB) and dropped."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or _DEFAULT_PORT[parts.scheme.lower()]
     conn: http.client.HTTPConnection
@@ -332,6 +451,14 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: floa
         conn = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=ctx)
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+
+    def pinned(where: tuple[str, int], timeout: Any, source: Any = None) -> socket.socket:
+        return socket.create_connection((address, where[1]), timeout, source)
+
+    # http.client opens its socket through this attribute (for HTTPS too, before wrapping
+    # it with server_hostname=host): the connection goes to the checked address, not to
+    # whatever the name resolves to now.
+    conn._create_connection = pinned  # type: ignore[attr-defined]
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         conn.request("POST", target, body=body, headers=dict(headers))
@@ -349,8 +476,8 @@ class WebhookNotifier:
     variable holding the HMAC secret. ``timeout_s``: per request. ``attempts``: at most this
     many requests per alert. ``max_total_s``: no new attempt or back-off past this many
     seconds after the first. ``backoff_s``: the first back-off cap, doubled per retry (full
-    jitter: a uniform wait between 0 and the cap). ``transport``, ``sleep``, ``clock`` and
-    ``rng`` are seams for tests."""
+    jitter: a uniform wait between 0 and the cap). ``transport``, ``resolver``, ``sleep``,
+    ``clock`` and ``rng`` are seams for tests."""
 
     def __init__(
         self,
@@ -364,6 +491,7 @@ class WebhookNotifier:
         max_total_s: float = 30.0,
         backoff_s: float = 0.5,
         transport: Transport | None = None,
+        resolver: Resolver | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -377,6 +505,7 @@ class WebhookNotifier:
         self.max_total_s = max_total_s
         self.backoff_s = backoff_s
         self.transport = transport or http_post
+        self.resolver = resolver or resolve
         self.sleep = sleep
         self.clock = clock
         self.rng = rng or random.Random()
@@ -391,7 +520,7 @@ class WebhookNotifier:
 
     def send(self, alert: Mapping[str, Any]) -> None:
         try:
-            check_url(self.url, self.allow)
+            _, host, port = check_url(self.url, self.allow)
         except InvalidInput as exc:
             raise DeliveryFailed(f"notifier {self.name!r}: {exc}", attempts=0) from None
         secret = os.environ.get(self.secret_env, "")
@@ -401,10 +530,40 @@ class WebhookNotifier:
                 f"secret) is not set",
                 attempts=0,
             )
+        address = self._address(host, port)
         body = json.dumps(dict(alert), sort_keys=True, default=str).encode()
-        self._deliver(body, secret, str(uuid.uuid4()))
+        self._deliver(body, secret, str(uuid.uuid4()), address)
 
-    def _deliver(self, body: bytes, secret: str, delivery: str) -> None:
+    def _address(self, host: str, port: int) -> str:
+        """Resolve ``host`` once and return the first address that may be reached: the one
+        every attempt of this alert connects to."""
+        try:
+            ipaddress.ip_address(host)
+            found = [host]  # an IP literal: listed as such, no DNS
+        except ValueError:
+            try:
+                found = [str(a) for a in self.resolver(host, port)]
+            except OSError as exc:
+                raise DeliveryFailed(
+                    f"notifier {self.name!r}: webhook {_redact(self.url)}: cannot resolve "
+                    f"{host!r} ({type(exc).__name__}: {exc}); nothing was sent",
+                    attempts=0,
+                ) from None
+        refused = []
+        for address in found:
+            try:
+                return check_address(address, port, self.allow)
+            except InvalidInput as exc:
+                refused.append(str(exc))
+        why = refused[0] if refused else "no address at all"
+        more = f" (and {len(refused) - 1} more refused)" if len(refused) > 1 else ""
+        raise DeliveryFailed(
+            f"notifier {self.name!r}: webhook {_redact(self.url)} refused before any request: "
+            f"{host!r} resolves to {why}{more}",
+            attempts=0,
+        )
+
+    def _deliver(self, body: bytes, secret: str, delivery: str, address: str) -> None:
         start = self.clock()
         problem, made = "", 0
         for attempt in range(1, max(1, self.attempts) + 1):
@@ -426,7 +585,7 @@ class WebhookNotifier:
             made = attempt
             try:
                 status = self.transport(
-                    self.url, body, headers, max(0.05, min(self.timeout_s, left))
+                    self.url, body, headers, max(0.05, min(self.timeout_s, left)), address
                 )
             except ssl.SSLError as exc:  # a certificate problem does not go away on retry
                 raise DeliveryFailed(
