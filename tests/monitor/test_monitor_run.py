@@ -209,3 +209,34 @@ def test_cli_drift_between_two_datasets(tmp_path, capsys):
     assert out["drift"]["features"]["temp"]["drift"] and not out["drift"]["features"]["hr"]["drift"]
     code = main(["monitor", "drift", "winter", "summer", "--test", "temp", "-C", str(root)])
     assert code == 2 and "COLUMN=TEST" in capsys.readouterr().err
+
+
+def test_the_target_is_not_an_expected_input(watched):
+    """Served traffic never carries the target: it is not a missing column, and a rule on
+    missing columns stays quiet on a window with every input."""
+    from keel.monitor.alerts import AlertRule, evaluate
+    from keel.monitor.notify import MemoryNotifier
+
+    proj, _, mv, _ = watched
+    res = monitor(proj.store, "adult", until=T1, min_labels=100, alerts=False)
+    quality = res.values["quality"]
+    inputs = {c["name"] for c in mv.input_schema}
+    assert "income" not in inputs
+    assert quality["missing_columns"] == [] and quality["n_missing_columns"] == 0
+    assert "income" not in quality["columns"] and "income" not in quality["columns_with_issues"]
+    assert set(quality["columns"]) == inputs
+    assert "income" not in res.values["drift"]["features"]
+    rule = AlertRule.parse({"name": "missing", "condition": "quality.n_missing_columns > 0"})
+    fired = evaluate(
+        proj.store, "adult", res.values, rules=[rule], notifiers=[MemoryNotifier()], window="t"
+    )
+    assert fired == []
+    # a window that lacks an input still says so
+    from keel.monitor._window import read_window as window_of
+    from keel.monitor.drift import Reference
+    from keel.monitor.quality import quality_report
+
+    window = window_of(proj.store, "adult", until=T1)
+    ref = Reference.from_dataset(proj.store, training_dataset(proj.store, mv.ref))
+    short = quality_report(ref, window.inputs.drop(columns=["age"]), columns=sorted(inputs))
+    assert short["missing_columns"] == ["age"] and short["n_missing_columns"] == 1

@@ -180,11 +180,12 @@ def monitor(
     if reference is None:
         reference = Reference.from_dataset(store, train_ref)
     t0 = time.perf_counter()
-    features = [c for c in window.inputs.columns if c in set(reference.columns)]
+    expected = _expected_inputs(mv, reference)
+    features = [c for c in expected if c in window.inputs.columns]
     values: dict[str, Any] = {
         "window": window.describe(),
         "drift": drift_report(reference, window.inputs, columns=features),
-        "quality": quality_report(reference, window.inputs),
+        "quality": quality_report(reference, window.inputs, columns=expected),
         "prediction_drift": _prediction_drift(store, mv, train_ref, window, seed),
     }
     mask, short = _labelled(window, mv, min_labels)
@@ -213,6 +214,17 @@ def monitor(
         events[-1]["id"] if events else None,
         triggered,
     )
+
+
+def _expected_inputs(mv: Any, reference: Any) -> list[str]:
+    """The columns served traffic should carry: the served version's inputs that the
+    reference knows. The training data's target (and any other column the model does not
+    take) is not an input, so its absence from traffic is no data-quality issue."""
+    known = set(reference.columns)
+    names = [str(c["name"]) for c in mv.input_schema or []]
+    if not names:  # a version without a recorded input schema: every reference column
+        return list(reference.columns)
+    return [n for n in names if n in known]
 
 
 def _trigger(store: Any, model: str, fired: list[Any], settings: dict) -> list[dict[str, Any]]:

@@ -48,8 +48,10 @@ def quality_report(
     null_tolerance: float = 0.05,
 ) -> dict[str, Any]:
     """Quality of ``current`` against ``reference`` as JSON-able data: ``{"version", "rows",
-    "columns": {name: checks}, "missing_columns", "extra_columns", "columns_with_issues"}``.
-    ``columns``: the columns to check (default: every reference column)."""
+    "columns": {name: checks}, "missing_columns", "n_missing_columns", "extra_columns",
+    "columns_with_issues", "n_columns_with_issues"}`` (the counts are what alert rules can
+    address). ``columns``: the columns to check (default: every reference column; a
+    monitoring pass passes the served model's inputs, so a training target is not one)."""
     if not isinstance(reference, Reference):
         raise InvalidInput(f"reference: expected a Reference, got {type(reference).__name__}")
     if not isinstance(current, pd.DataFrame):
@@ -67,13 +69,16 @@ def quality_report(
         for n in names
         if n in current.columns
     }
+    issues = [*missing, *(n for n, c in checks.items() if c["issues"])]
     return {
         "version": QUALITY_VERSION,
         "rows": len(current),
         "columns": checks,
         "missing_columns": missing,
+        "n_missing_columns": len(missing),
         "extra_columns": [str(c) for c in current.columns if c not in reference.columns],
-        "columns_with_issues": [*missing, *(n for n, c in checks.items() if c["issues"])],
+        "columns_with_issues": issues,
+        "n_columns_with_issues": len(issues),
     }
 
 
