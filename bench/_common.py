@@ -47,14 +47,19 @@ def versions(names: Sequence[str]) -> dict[str, str | None]:
     return out
 
 
-def _cpu_model() -> str:
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo 'model name'; elsewhere what the platform
+    module says): absolute figures mean nothing without it."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in CPUINFO.read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def _git(*args: str) -> str | None:
@@ -82,7 +87,7 @@ def machine(packages: Sequence[str]) -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cores": cores,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "packages": versions(packages),

@@ -12,9 +12,10 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT
+from _common import RESULTS, ROOT, cpu_model, machine
 
 BENCHMARKS = {
     "tracking": "bench/bench_tracking.py",
@@ -26,15 +27,29 @@ BENCHMARKS = {
     "explain_served": "bench/bench_explain_served.py",
     "drift": "bench/bench_drift.py",
 }
+NAMES = tuple(BENCHMARKS)  # the order of snippet()'s arguments
 COMMAND = "make bench  # = .venv/bin/python bench/run_all.py"
 
 
-def run(name: str, script: str) -> bool:
+def run(name: str, script: str) -> tuple[bool, float]:
     print(f"\n=== {name}: {script} ===", flush=True)
     t0 = time.perf_counter()
     rc = subprocess.run([sys.executable, script], cwd=ROOT, check=False).returncode
-    print(f"=== {name}: exit {rc} in {time.perf_counter() - t0:.0f} s ===", flush=True)
-    return rc == 0
+    seconds = time.perf_counter() - t0
+    print(f"=== {name}: exit {rc} in {seconds:.0f} s ===", flush=True)
+    return rc == 0, seconds
+
+
+def record(outcomes: dict[str, tuple[bool, float]], path: Path | None = None) -> Path:
+    """Write what this run of run_all did, and on which machine (CPU model, cores, load):
+    ``outcomes`` maps a benchmark to (exited 0, seconds)."""
+    path = path or RESULTS / "run_all.json"
+    doc = {
+        "machine": machine([]),
+        "benchmarks": {n: {"ok": ok, "seconds": round(t, 1)} for n, (ok, t) in outcomes.items()},
+    }
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return path
 
 
 def load(name: str) -> dict[str, Any] | None:
@@ -182,25 +197,46 @@ def snippet(
             rows += rows_
             notes.append(note)
     reps = (tracking or ingest or predict or {}).get("config", {}).get("repeats", "?")
+    parts_by_name = dict(
+        zip(
+            NAMES,
+            (tracking, ingest, predict, serve, fairness, explain, explain_served, drift),
+            strict=True,
+        )
+    )
+    present = {n: d["machine"] for n, d in parts_by_name.items() if d and d.get("machine")}
     pk: dict[str, Any] = {}
     for one in (tracking, ingest, predict, serve, fairness, explain):
         pk.update((one or {}).get("machine", {}).get("packages", {}))
     versions = ", ".join(f"{n} {v}" for n, v in pk.items() if v and n in _SHOWN)
-    head = (
-        f"Measured {about.get('date', '?')[:10]} on {about.get('cores', '?')} cores "
-        f"({about.get('cpu', '?')}), Python {about.get('python', '?')}, {versions}. "
-        f"Medians of {reps} repeats; keel and the other tool in the same process, same run; "
-        f"ratio = keel throughput ÷ the other's."
+    cpus = sorted({str(m.get("cpu", "?")) for m in present.values()})
+    where = (
+        f"{about.get('cores', '?')} cores of one CPU, {cpus[0]} (its /proc/cpuinfo model name)"
+        if len(cpus) == 1
+        else "; ".join(
+            f"{n} on {m.get('cores', '?')} cores of {m.get('cpu', '?')}" for n, m in present.items()
+        )
     )
+    head = (
+        f"Measured {about.get('date', '?')[:10]} on {where}, Python "
+        f"{about.get('python', '?')}, {versions}. Medians of {reps} repeats. The ratio leads: "
+        f"keel and the other tool ran in the same process or on the same cores in the same "
+        f"run, so the ratio is the figure to compare across machines. The absolute figures are "
+        f"that CPU's at the load below; on another CPU they differ, so measure your own with "
+        f"the command at the end."
+    )
+    loads = ", ".join(f"{n} {_load(m, 'start')} → {_load(m, 'end')}" for n, m in present.items())
     lines = [
-        "### Benchmarks",
+        "## Benchmarks",
         "",
         head,
         "",
-        "| Workload | keel | Other tool | Ratio (keel ÷ other) |",
+        f"| Workload | Ratio (keel ÷ other) | keel ({_cpu_short(cpus)}) | "
+        f"Other tool ({_cpu_short(cpus)}) |",
         "|---|---:|---:|---:|",
-        *rows,
+        *[_ratio_first(r) for r in rows],
         "",
+        f"- Load average (1 min) at the start → end of each benchmark: {loads}.",
         *[f"- {n}" for n in notes],
         "",
         f"Reproduce: `{COMMAND}`; raw numbers, machine and command in `bench/results/*.json`.",
@@ -208,9 +244,27 @@ def snippet(
     return "\n".join(lines)
 
 
+def _load(m: dict[str, Any], when: str) -> str:
+    la = m.get(f"loadavg_1_5_15_at_{when}") or ["?"]
+    return f"{la[0]:g}" if isinstance(la[0], int | float) else "?"
+
+
+def _cpu_short(cpus: list[str]) -> str:
+    return cpus[0] if len(cpus) == 1 else "CPU per benchmark above"
+
+
+def _ratio_first(row: str) -> str:
+    """``| workload | keel | other | ratio |`` as ``| workload | ratio | keel | other |``."""
+    cells = row.strip().removeprefix("| ").removesuffix(" |").split(" | ")
+    if len(cells) != 4:
+        raise ValueError(f"expected 4 cells in a README row, got {len(cells)}: {row}")
+    work, keel, other, ratio = cells
+    return f"| {work} | {ratio} | {keel} | {other} |"
+
+
 def _serve_rows(serve: dict[str, Any]) -> tuple[list[str], str]:
     """README rows for bench_serve: one-row and batch req/s, keel vs MLflow, and the goals."""
-    c, cells, g = serve["config"], serve["results"], serve["goals"]
+    c, cells, g, m_ = serve["config"], serve["results"], serve["goals"], serve["machine"]
 
     def cell(server: str, route: str, conc: int, n: int) -> dict[str, Any]:
         for x in cells:
@@ -256,7 +310,9 @@ def _serve_rows(serve: dict[str, Any]) -> tuple[list[str], str]:
         f"Serve: the same LightGBM model (labels checked equal on "
         f"{serve['correctness']['rows']} rows) behind `keel serve` and `mlflow models serve` "
         f"(local env, its defaults: 1 uvicorn worker; keel: 1 process), one server at a time "
-        f"on 127.0.0.1, wrk on the same cores; errors (socket + non-2xx) in the whole run: "
+        f"on 127.0.0.1, wrk on the same {m_['cores']} cores of the {m_['cpu']} (load average, "
+        f"1 min: {_load(m_, 'start')} at the start, {_load(m_, 'end')} at the end); errors "
+        f"(socket + non-2xx) in the whole run: "
         f"{errors}. Goals, one row, every route and concurrency: ≥ 50× MLflow's req/s "
         f"{yn(g['all_rps_met'])} (lowest {worst['keel_over_mlflow_rps']:.0f}×); p99 ≤ 1/20 of "
         f"MLflow's {yn(g['all_p99_met'])} (worst {p99['keel_p99_over_mlflow_p99']:.3f}); ≥ 50% "
@@ -410,21 +466,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snippet-only", action="store_true", help="don't run, reprint the snippet")
     a = p.parse_args(argv)
 
+    here = cpu_model()
+    print(f"this machine: {here}, {machine([])['cores']} cores", flush=True)
     ok = True
     if not a.snippet_only:
-        for name in a.only or BENCHMARKS:
-            ok = run(name, BENCHMARKS[name]) and ok
-    names = (
-        "tracking",
-        "ingest",
-        "predict",
-        "serve",
-        "fairness",
-        "explain",
-        "explain_served",
-        "drift",
-    )
-    print("\n" + snippet(*[load(n) for n in names]))
+        outcomes = {name: run(name, BENCHMARKS[name]) for name in a.only or BENCHMARKS}
+        ok = all(done for done, _ in outcomes.values())
+        print(f"recorded in {record(outcomes).relative_to(ROOT)}", flush=True)
+    results = [load(n) for n in NAMES]
+    print("\n" + snippet(*results))
+    measured = sorted({r["machine"].get("cpu", "?") for r in results if r and "machine" in r})
+    if measured and measured != [here]:
+        print(
+            f"\nnote: these results were measured on {', '.join(measured)}; this machine: "
+            f"{here}. Its absolute figures will differ: compare ratios, not absolute figures.",
+            flush=True,
+        )
     return 0 if ok else 1
 
 
