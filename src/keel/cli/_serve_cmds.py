@@ -28,6 +28,12 @@ def serve_cmd(
     watch_seconds: float = typer.Option(
         2.0, help="How often to look for alias moves and reload by itself (0: never)."
     ),
+    head_timeout: float = typer.Option(
+        5.0, help="Close a connection whose request head is not complete within this (s)."
+    ),
+    max_connections: int = typer.Option(
+        4096, help="Most open connections; one past it is answered 503 and closed."
+    ),
     project: Path = PROJECT,
 ) -> None:
     """Serve registered models over HTTP: Open Inference Protocol v2, keel JSON, MLflow
@@ -61,6 +67,8 @@ def serve_cmd(
                 max_batch_rows=max_batch_rows,
                 max_wait_ms=max_wait_ms,
                 watch_seconds=watch_seconds,
+                head_timeout_s=head_timeout,
+                max_connections=max_connections,
             )
 
 

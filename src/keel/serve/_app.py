@@ -42,6 +42,12 @@ class ServeConfig:
     export_missing: export a version that has no ONNX graph yet when loading it.
     watch_seconds: how often to look for alias moves in the registry; a route whose alias
         moved is reloaded by itself (0: never; reload with ``POST /admin/reload``).
+    head_timeout_s: a connection whose request head (request line and headers) is not
+        complete this many seconds after it opened, or after its last answer, is closed.
+    max_connections: most open connections; one opened past it is answered 503 and closed
+        at once (also uvicorn's ``limit_concurrency``: in-flight requests are bounded too).
+        Each connection holds a file descriptor: ``serve`` raises the soft ``RLIMIT_NOFILE``
+        to fit when the hard limit allows.
     """
 
     alias: str = "production"
@@ -54,9 +60,18 @@ class ServeConfig:
     inline_run_us: float = 200.0
     export_missing: bool = True
     watch_seconds: float = 2.0
+    head_timeout_s: float = 5.0
+    max_connections: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("threads", "max_batch_rows", "max_request_rows", "max_body_bytes"):
+        ints = (
+            "threads",
+            "max_batch_rows",
+            "max_request_rows",
+            "max_body_bytes",
+            "max_connections",
+        )
+        for name in ints:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"serve setting {name}: expected an integer >= 1, got {value!r}")
@@ -71,6 +86,11 @@ class ServeConfig:
         watch = self.watch_seconds
         if isinstance(watch, bool) or not isinstance(watch, int | float) or not 0 <= watch <= 3600:
             raise InvalidInput(f"serve setting watch_seconds: expected 0 to 3600, got {watch!r}")
+        head = self.head_timeout_s
+        if isinstance(head, bool) or not isinstance(head, int | float) or not 0 < head <= 300:
+            raise InvalidInput(
+                f"serve setting head_timeout_s: expected more than 0, at most 300, got {head!r}"
+            )
 
 
 class KeelApp:

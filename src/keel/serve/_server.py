@@ -1,6 +1,7 @@
 """Run the model server: :func:`serve` (blocking, for the CLI) and :func:`start` (a server
-in a background thread, for notebooks and tests). One process, uvicorn with uvloop and
-httptools where installed."""
+in a background thread, for notebooks and tests). One process, uvicorn's httptools protocol
+(with a request-head deadline and a connection bound, see :mod:`keel.serve._conn`) and
+uvloop where installed."""
 
 from __future__ import annotations
 
@@ -50,11 +51,14 @@ def _uvicorn(app: KeelApp, log_level: str, access_log: bool) -> Any:
 
     import uvicorn
 
-    has = importlib.util.find_spec
+    from keel.serve._conn import guarded_protocol
+
+    cfg = app.config
     config = uvicorn.Config(
         app,
-        loop="uvloop" if has("uvloop") else "asyncio",
-        http="httptools" if has("httptools") else "h11",
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http=guarded_protocol(cfg.head_timeout_s, cfg.max_connections),
+        limit_concurrency=cfg.max_connections + 1,  # the guard refuses connections past it
         lifespan="on",
         log_config=None,
         log_level=log_level,
@@ -63,6 +67,29 @@ def _uvicorn(app: KeelApp, log_level: str, access_log: bool) -> Any:
         timeout_graceful_shutdown=10,
     )
     return uvicorn.Server(config)
+
+
+def _fit_open_files(max_connections: int) -> None:
+    """Raise the soft limit on open files so ``max_connections`` fit (each connection holds
+    one), as far as the hard limit allows; warn when it does not."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + 256  # the store, the models, the log
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < want:
+        log.warning(
+            "serve: the open-file limit (%s) is below --max-connections %s plus what the server "
+            "needs; raise it (ulimit -n) or lower --max-connections",
+            target,
+            max_connections,
+        )
 
 
 class RunningServer:
@@ -173,6 +200,7 @@ def serve(
     app, sock, server = _prepare(
         project_or_store, routes, host, port, keys, sink, log_level, access_log, settings
     )
+    _fit_open_files(app.config.max_connections)
 
     def stop_if_load_failed() -> None:
         app.started.wait()
