@@ -240,3 +240,48 @@ def test_the_target_is_not_an_expected_input(watched):
     ref = Reference.from_dataset(proj.store, training_dataset(proj.store, mv.ref))
     short = quality_report(ref, window.inputs.drop(columns=["age"]), columns=sorted(inputs))
     assert short["missing_columns"] == ["age"] and short["n_missing_columns"] == 1
+
+
+T2 = 3_000_000.0  # traffic of the test below only (it runs last: other windows are open-ended)
+BIG = 1_000_000
+
+
+def test_monitor_events_stay_small_whatever_the_strings(watched, tmp_path):
+    """Requests with megabyte strings (new categories, a sensitive group, a column name):
+    each pass stores a bounded summary, never the values."""
+    proj, _, mv, calm = watched
+    model = registry.load(proj.store, mv.ref)
+    rows = calm.iloc[:150].reset_index(drop=True)
+    entries = _entries(model, rows, mv.version, 50_000, T2)
+    for i, e in enumerate(entries[:8]):
+        big = f"{i}" + "x" * BIG
+        e["inputs"] |= {"workclass": big, "sex": big, big: 1}
+    with PredictionLog(proj.store) as log:
+        log.record(entries)
+    labels = pd.DataFrame({"request_id": [e["request_id"] for e in entries], "y": rows["income"]})
+    labels.to_csv(tmp_path / "big-labels.csv", index=False)
+    ingest_labels(proj.store, tmp_path / "big-labels.csv", label_col="y")
+
+    def stored() -> list[int]:
+        from sqlalchemy import select
+
+        from keel.store import _tables
+
+        t = _tables.events
+        with proj.store.read() as conn:
+            q = select(t.c.payload_json).where(t.c.kind == "monitor").order_by(t.c.id)
+            return [len(p) for (p,) in conn.execute(q)]
+
+    before = stored()
+    for _ in range(3):
+        res = monitor(proj.store, "adult", since=T2, min_labels=100, alerts=False)
+    sizes = stored()[len(before) :]
+    assert len(sizes) == 3 and max(sizes) < 64 * 1024, sizes
+    assert "x" * 100 not in json.dumps(proj.store.events("monitor")[-1])
+    # what the pass returns (and `keel monitor run --json` prints) is bounded too
+    shown = json.dumps(res.values, default=str)
+    assert len(shown) < 256 * 1024 and "x" * 100 not in shown
+    quality = res.values["quality"]["columns"]
+    assert quality["workclass"]["unseen"] == 8 and quality["sex"]["unseen"] == 8
+    assert all(len(k) <= 64 for k in quality["workclass"]["unseen_values"])
+    assert res.values["quality"]["n_extra_columns"] == 8

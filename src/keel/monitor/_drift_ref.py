@@ -239,7 +239,7 @@ def numeric_values(s: pd.Series, name: str, where: str = "the current window") -
     bad = _first_bad(
         s, lambda v: isinstance(v, int | float | np.number) and not isinstance(v, bool)
     )
-    got = f"{bad[1]!r} (row {bad[0]})" if bad else f"values of type {dt}"
+    got = f"{shorten(repr(bad[1]))} (row {bad[0]})" if bad else f"values of type {dt}"
     raise InvalidInput(f"column {name!r} of {where}: expected numbers, got {got}")
 
 
@@ -264,6 +264,16 @@ def category_counts(
             merged[k] = merged.get(k, 0) + c
         keys, counts = list(merged), np.array(list(merged.values()), dtype=np.int64)
     return keys, counts
+
+
+SHOWN_CHARS = 64
+"""The longest text that reports and stored monitor events show of a served value (a
+category, an example, a column name): values come from requests and can be megabytes."""
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _first_bad(s: pd.Series, ok: Any) -> tuple[Any, Any] | None:

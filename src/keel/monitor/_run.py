@@ -2,6 +2,10 @@
 against its training data, its performance and fairness once labels arrive, then the
 project's alert rules; the values are recorded as a ``monitor`` event in the store.
 
+The stored event is a bounded summary (numbers by dotted path; categories and groups cut to
+64 characters, at most 10 unseen categories per column and 20 groups per sensitive column),
+never raw served values.
+
 Windows with fewer labelled rows than ``min_labels`` report ``{"status": "too_few_labels",
 "labeled": n, "needed": min_labels}`` for performance and fairness instead of numbers a
 handful of rows would make up.
@@ -128,10 +132,11 @@ def _fairness(
         )
     classes = [str(c) for c in mv.output_schema.get("classes") or []]
     out = window.outputs[mask]
+    groups = window.inputs.loc[mask, sensitive].reset_index(drop=True)
     rep = fairness_report(
         out["label_true"].astype(str).to_numpy(),
         out["label"].astype(str).to_numpy(),
-        window.inputs.loc[mask, sensitive].reset_index(drop=True),
+        groups.apply(_bounded_groups),
         scores=out["score"].to_numpy(),
         pos_label=classes[-1],
         n_boot=0,
@@ -139,6 +144,27 @@ def _fairness(
         missing="group",
     )
     return {**fairness_section(rep), "status": "ok"}
+
+
+MAX_GROUPS = 20
+OTHER_GROUP = "(other)"
+
+
+def _bounded_groups(s: Any) -> Any:
+    """A sensitive column of served traffic with its text values cut to 64 characters and
+    groups past the :data:`MAX_GROUPS` most frequent merged into ``(other)``: group names
+    become report keys, and requests choose them."""
+    import pandas as pd
+
+    from keel.monitor._drift_ref import shorten
+
+    if not (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)):
+        return s
+    s = s.map(lambda v: shorten(v) if isinstance(v, str) else v)
+    counts = s.value_counts(dropna=True)
+    if len(counts) > MAX_GROUPS:
+        s = s.where(s.isin(counts.index[:MAX_GROUPS]) | s.isna(), OTHER_GROUP)
+    return s
 
 
 def monitor(
@@ -288,8 +314,14 @@ def _prediction_drift(
     return {name: report["features"][name], "reference_rows": len(ref)}
 
 
+MAX_PATH = 256
+
+
 def _summary(values: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of a pass (what gauges and trends read), without per-group tables."""
+    """The numbers of a pass (what gauges and trends read) by dotted path, without
+    per-group tables: counts, rates, statistics, never served values. Every name in a path
+    is a column, a check, or a category or group cut to 64 characters, so a path is short;
+    one that is not (a bug upstream) is left out rather than stored."""
     from keel.audit.gates import evidence_values
 
-    return evidence_values(values)
+    return {k: v for k, v in evidence_values(values).items() if len(k) <= MAX_PATH}

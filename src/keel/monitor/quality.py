@@ -19,7 +19,10 @@ Per column, with counts and rates (a rate is a share of the window's rows):
   than ``null_tolerance``), ``type_errors``, ``out_of_range``, ``unseen_categories``.
 
 Unlike :func:`~keel.monitor.drift.drift_report`, a bad value is counted, not raised; a
-reference column absent from the window is listed in ``missing_columns``.
+reference column absent from the window is listed in ``missing_columns``. Values shown
+(unseen categories, examples, extra column names) are cut to 64 characters and their lists
+are short (10 unseen categories, 3 examples, 20 extra columns), so a report's size does not
+depend on what requests carried.
 """
 
 from __future__ import annotations
@@ -31,13 +34,19 @@ import numpy as np
 import pandas as pd
 
 from keel.errors import InvalidInput
-from keel.monitor._drift_ref import CategoricalColumn, NumericColumn, Reference
+from keel.monitor._drift_ref import (
+    CategoricalColumn,
+    NumericColumn,
+    Reference,
+    shorten,
+)
 
 __all__ = ["QUALITY_VERSION", "quality_report"]
 
 QUALITY_VERSION = 1
 EXAMPLES = 3
 UNSEEN_SHOWN = 10
+EXTRA_SHOWN = 20
 
 
 def quality_report(
@@ -70,13 +79,15 @@ def quality_report(
         if n in current.columns
     }
     issues = [*missing, *(n for n, c in checks.items() if c["issues"])]
+    extra = [c for c in current.columns if c not in reference.columns]
     return {
         "version": QUALITY_VERSION,
         "rows": len(current),
         "columns": checks,
         "missing_columns": missing,
         "n_missing_columns": len(missing),
-        "extra_columns": [str(c) for c in current.columns if c not in reference.columns],
+        "extra_columns": [shorten(str(c)) for c in extra[:EXTRA_SHOWN]],
+        "n_extra_columns": len(extra),
         "columns_with_issues": issues,
         "n_columns_with_issues": len(issues),
     }
@@ -101,7 +112,7 @@ def _check(
     ok, values = _typed(ref, s, null)
     bad = ~ok & ~null
     errors = int(bad.sum())
-    examples = [repr(v) for v in s[bad].head(EXAMPLES).tolist()] if errors else []
+    examples = [shorten(repr(v)) for v in s[bad].head(EXAMPLES).tolist()] if errors else []
     out |= {"type_errors": errors, "type_error_rate": errors / n, "type_error_examples": examples}
     if isinstance(ref, NumericColumn):
         out |= _range(ref, values, n)
@@ -186,5 +197,8 @@ def _unseen(ref: CategoricalColumn, values: np.ndarray, n: int) -> dict[str, Any
     vc = pd.Series(values, dtype=object).value_counts()
     new = vc[[k not in ref.counts for k in vc.index]]
     unseen = int(new.sum())
-    shown = {str(k): int(v) for k, v in new.head(UNSEEN_SHOWN).items()}
+    shown: dict[str, int] = {}
+    for k, v in new.head(UNSEEN_SHOWN).items():  # two long values may share their start
+        key = shorten(str(k))
+        shown[key] = shown.get(key, 0) + int(v)
     return {"unseen": unseen, "unseen_rate": unseen / n, "unseen_values": shown}
