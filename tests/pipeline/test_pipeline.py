@@ -528,3 +528,26 @@ def test_all_is_complete():
     }
     assert public <= set(mod.__all__)
     assert all(hasattr(mod, n) for n in mod.__all__)
+
+
+def test_a_gate_step_says_why_it_failed_on_a_missing_section_or_no_rules(store, adult_csv):
+    steps = [
+        Step("ingest", "ingest", params={"path": str(adult_csv), "name": "adult"}),
+        Step(
+            "train",
+            "train",
+            inputs=["ingest"],
+            params={"target": "income", "params": {"n_estimators": 5}},
+        ),
+        Step(
+            "audit", "audit", inputs=["train"], params={"sections": ["performance"], "n_boot": 10}
+        ),
+        Step("gate", "gate", inputs=["audit"]),
+    ]
+    store.settings = {"audit": {"policy": ["fairness.sex.demographic_parity_difference <= 0.1"]}}
+    run = run_pipeline(store, Pipeline("missing", steps))
+    assert run["gate"].status == "failed"
+    assert "the evidence has no fairness section" in run["gate"].error
+    store.settings = {"audit": {"policy": []}}
+    run = run_pipeline(store, Pipeline("empty", steps))
+    assert run["gate"].status == "failed" and "no rules" in run["gate"].error

@@ -295,8 +295,14 @@ def _gate(ctx: StepContext, p: dict[str, Any]) -> dict[str, Any]:
 
     res = gate(ctx.store, ctx.find("model"))
     if not res.passed:
-        failed = "; ".join(f"{c['rule']} (got {c['value']:.4g})" for c in res.failed)
-        raise ValidationFailed(f"gate: {res.model} fails the project's gates: {failed}")
+        failed = "; ".join(
+            f"{c['rule']} ({c['missing']})"
+            if c.get("missing")
+            else f"{c['rule']} (got {c['value']:.4g})"
+            for c in res.failed
+        )
+        why = failed or getattr(res, "note", None) or "no rule passed"
+        raise ValidationFailed(f"gate: {res.model} fails the project's gates: {why}")
     return {
         "model": res.model,
         "passed": True,
