@@ -63,7 +63,7 @@ def call(
 ) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request; ``body`` as bytes is sent as is, anything else as JSON."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=TIMEOUT)
     try:
         data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         hdrs = dict(headers or {})

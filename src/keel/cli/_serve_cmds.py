@@ -21,7 +21,12 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to bind (non-loopback needs --keys)."),
     port: int = typer.Option(8080, help="Port to listen on."),
     alias: str = typer.Option("production", help="Alias a bare NAME resolves to."),
-    keys: Path = typer.Option(None, help="API keys JSON (from 'keel key'); enables auth."),
+    keys: Path = typer.Option(
+        None, help="API keys JSON (from 'keel key'); enables auth. Reread when it changes."
+    ),
+    public_metrics: bool = typer.Option(
+        False, help="Serve /metrics without a key although --keys is given."
+    ),
     max_batch_rows: int = typer.Option(256, help="Most rows merged into one model run."),
     max_wait_ms: float = typer.Option(1.0, help="How long a batch may wait for more requests."),
     log_sample: float = typer.Option(1.0, help="Share of predictions kept in the log (0-1)."),
@@ -53,7 +58,7 @@ def serve_cmd(
         raise InvalidInput("serve: expected at least one model to serve, or --release FILE")
     if not 0.0 <= log_sample <= 1.0:
         raise InvalidInput(f"--log-sample: expected a share between 0 and 1, got {log_sample}")
-    ring = KeyRing.from_json(keys.read_text()) if keys else None
+    ring = KeyRing.from_file(keys) if keys else None
     with _project(project) as proj:
         with PredictionLog(proj.store, sample_rate=log_sample) as sink:
             serve(
@@ -69,6 +74,7 @@ def serve_cmd(
                 watch_seconds=watch_seconds,
                 head_timeout_s=head_timeout,
                 max_connections=max_connections,
+                public_metrics=public_metrics,
             )
 
 
@@ -204,26 +210,34 @@ def comparison_tables(out: dict) -> None:
 
 @app.command("key")
 def key_cmd(
-    name: str = typer.Argument(..., help="Who the key is for."),
+    name: str = typer.Argument(..., help="Who the key is for; or 'revoke' followed by a name."),
+    revoked: str = typer.Argument(None, metavar="[NAME]", help="With 'revoke': the key to revoke."),
     scope: list[str] = typer.Option(["predict"], help="predict and/or admin."),
     keys: Path = typer.Option(Path("keys.json"), help="Key file to add the hashed key to."),
     as_json: bool = JSON,
 ) -> None:
     """Make an API key: the token is printed once; only its sha256 is stored in the key file.
+    'keel key revoke NAME' removes a key; a running server refuses it within a second.
+    The key file is locked while it changes, so concurrent commands lose nothing.
 
     Example: keel key gateway-7 --scope predict --keys keys.json
+             keel key revoke gateway-7 --keys keys.json
     """
-    import os
+    from keel.errors import InvalidInput
+    from keel.serve import add_key, revoke_key
 
-    from keel.serve import ApiKey, KeyRing
-
-    ring = KeyRing.from_json(keys.read_text()) if keys.exists() else KeyRing()
-    token, key = ApiKey.create(name, scope)
-    ring.keys.append(key)
-    tmp = keys.with_suffix(keys.suffix + ".tmp")
-    tmp.write_text(ring.to_json())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, keys)
+    if name == "revoke":
+        if not revoked:
+            raise InvalidInput("keel key revoke NAME: name the key to revoke")
+        gone = revoke_key(keys, revoked)
+        if as_json:
+            emit_json({"revoked": revoked, "count": len(gone), "keys": str(keys)})
+            return
+        console.print(f"[green]revoked[/green] {revoked} in {keys}")
+        return
+    if revoked is not None:
+        raise InvalidInput(f"keel key: one name expected, got {name!r} and {revoked!r}")
+    token, key = add_key(keys, name, scope)
     if as_json:
         emit_json({"name": name, "token": token, "scopes": sorted(key.scopes), "keys": str(keys)})
         return

@@ -16,7 +16,7 @@ reloads that keep the old version serving when the new one fails to load. A rout
 """
 
 from keel.serve._app import KeelApp, ServeConfig, create_app
-from keel.serve._auth import SCOPES, ApiKey, KeyRing
+from keel.serve._auth import SCOPES, ApiKey, KeyRing, add_key, revoke_key
 from keel.serve._compare import comparison
 from keel.serve._errors import STATUS, ServeError
 from keel.serve._labels import ingest_labels, joined, read_labels
@@ -42,6 +42,7 @@ __all__ = [
     "RunningServer",
     "ServeConfig",
     "ServeError",
+    "add_key",
     "comparison",
     "create_app",
     "ingest_labels",
@@ -51,6 +52,7 @@ __all__ = [
     "read_labels",
     "read_predictions",
     "release",
+    "revoke_key",
     "route_table",
     "serve",
     "start",

@@ -48,6 +48,8 @@ class ServeConfig:
         at once (also uvicorn's ``limit_concurrency``: in-flight requests are bounded too).
         Each connection holds a file descriptor: ``serve`` raises the soft ``RLIMIT_NOFILE``
         to fit when the hard limit allows.
+    public_metrics: answer ``/metrics`` without a key although the server has keys (it
+        names every model, version and monitor gauge, so by default it needs one).
     """
 
     alias: str = "production"
@@ -62,6 +64,7 @@ class ServeConfig:
     watch_seconds: float = 2.0
     head_timeout_s: float = 5.0
     max_connections: int = 4096
+    public_metrics: bool = False
 
     def __post_init__(self) -> None:
         ints = (
@@ -136,7 +139,13 @@ class KeelApp:
         self.router = Router(ENDPOINTS)
         self.started = threading.Event()  # set when the first load of every route is done
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._stack = compose(self.router, self.metrics, keys, self.config.max_body_bytes)
+        self._stack = compose(
+            self.router,
+            self.metrics,
+            keys,
+            self.config.max_body_bytes,
+            public_metrics=self.config.public_metrics,
+        )
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task] = set()
 

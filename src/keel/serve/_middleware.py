@@ -141,15 +141,18 @@ class Routing:
 
 
 class Auth:
-    """With a key ring, every route but the public ones needs ``Authorization: Bearer KEY``
-    (401 without a known key) whose scopes allow the route (403 otherwise)."""
+    """With a key ring, every route but the public ones (and the paths in ``public``) needs
+    ``Authorization: Bearer KEY`` (401 without a known key) whose scopes allow the route
+    (403 otherwise)."""
 
-    def __init__(self, app: Any, keys: Any) -> None:
+    def __init__(self, app: Any, keys: Any, public: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.keys = keys
+        self.public = public
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        needed = scope["route"].scope
+        route = scope["route"]
+        needed = None if route.path in self.public else route.scope
         if self.keys is not None and needed is not None:
             raw = _header(scope, b"authorization") or b""
             kind, _, token = raw.decode("latin-1").partition(" ")
@@ -234,11 +237,13 @@ async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await response(send)
 
 
-def compose(router: Any, metrics: Any, keys: Any, max_body_bytes: int) -> Any:
+def compose(
+    router: Any, metrics: Any, keys: Any, max_body_bytes: int, public_metrics: bool = False
+) -> Any:
     """The server's HTTP stack, outermost first."""
     app: Any = BodyLimit(dispatch, max_bytes=max_body_bytes)
     app = ContentType(app)
-    app = Auth(app, keys=keys)
+    app = Auth(app, keys=keys, public=frozenset({"/metrics"} if public_metrics else ()))
     app = Routing(app, router=router)
     app = Errors(app)
     app = Metrics(app, metrics=metrics)

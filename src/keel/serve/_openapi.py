@@ -345,7 +345,8 @@ def openapi_document(app: Any) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for e in ENDPOINTS:
         params = _parameters(e, names, releases, sorted(versions))
-        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, keys, params)
+        gated = keys and not (e.path == "/metrics" and app.config.public_metrics)
+        paths.setdefault(e.path, {})[e.method.lower()] = _operation(e, gated, params)
     schemas = {
         **_ERRORS,
         **_STATIC,

@@ -61,7 +61,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response="Ready",
         errors=("not_ready",),
     ),
-    E("GET", "/metrics", p.metrics, "Prometheus metrics.", "health", scope=None),
+    # needs a key when the server has keys, unless it runs with public_metrics
+    E("GET", "/metrics", p.metrics, "Prometheus metrics.", "health"),
     E("GET", "/openapi.json", p.openapi, "This document.", "health"),
     E(
         "GET",

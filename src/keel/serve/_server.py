@@ -19,14 +19,32 @@ __all__ = ["RunningServer", "is_loopback", "serve", "start"]
 log = logging.getLogger("keel.serve")
 
 
+def _addresses(host: str, port: int = 0) -> list[tuple[int, tuple[Any, ...]]]:
+    """Every (family, socket address) ``host`` names for listening, resolved as ``bind``
+    would: IPv4 in any spelling ``inet_aton`` takes (``127.1``, ``0x7f.1``), IPv6, names."""
+    infos = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    return [(family, addr) for family, _, _, _, addr in infos]
+
+
+def _is_loopback_ip(text: str) -> bool:
+    ip = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
+    """True when every address ``host`` resolves to is a loopback one (127.0.0.0/8, ::1):
+    ``localhost``, ``127.1``, ``127.0.0.2``, ``::1``, ``0:0:0:0:0:0:0:1`` and the like."""
+    if not host or not host.strip("[]"):
+        return False  # every interface
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
+        addrs = _addresses(host)
+    except (OSError, UnicodeError):
         return False
+    return bool(addrs) and all(_is_loopback_ip(addr[0]) for _, addr in addrs)
 
 
 def _check_bind(host: str, app: KeelApp) -> None:
@@ -39,9 +57,13 @@ def _check_bind(host: str, app: KeelApp) -> None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    """A listening socket on the first address ``host`` resolves to (the one checked)."""
     try:
-        return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+        family, addr = _addresses(host, port)[0]
+    except (OSError, UnicodeError, IndexError):
+        raise InvalidInput(f"serve: cannot resolve the host {host!r} to listen on") from None
+    try:
+        return socket.create_server(addr[:2], family=family, backlog=2048)
     except OSError as exc:
         raise InvalidInput(f"serve: cannot listen on {host}:{port}: {exc.strerror}") from None
 
@@ -90,6 +112,24 @@ def _fit_open_files(max_connections: int) -> None:
             target,
             max_connections,
         )
+
+
+def _reload_keys_on_sighup(keys: Any) -> Any:
+    """On SIGHUP, have a key ring that follows its file read it again; returns the undo."""
+    import signal
+
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is None or not hasattr(keys, "reload_soon"):
+        return lambda: None
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_hup(signum: int, frame: Any) -> None:
+        keys.reload_soon()
+        log.info("serve: SIGHUP: the API keys are read again on the next request")
+
+    previous = signal.signal(hup, on_hup)
+    return lambda: signal.signal(hup, previous)
 
 
 class RunningServer:
@@ -169,7 +209,7 @@ def start(
         target=server.run, kwargs={"sockets": [sock]}, name="keel-serve", daemon=True
     )
     thread.start()
-    running = RunningServer(app, server, thread, host, sock.getsockname()[1])
+    running = RunningServer(app, server, thread, *sock.getsockname()[:2])
     if not app.started.wait(ready_timeout) or not app.ready:
         running.stop()
         sock.close()
@@ -208,10 +248,12 @@ def serve(
             server.should_exit = True
 
     threading.Thread(target=stop_if_load_failed, daemon=True).start()
-    log.info("keel serve: listening on %s:%s", host, sock.getsockname()[1])
+    log.info("keel serve: listening on %s:%s", *sock.getsockname()[:2])
+    restore = _reload_keys_on_sighup(app.keys)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        restore()
     if app.started.is_set() and not app.ready:
         raise KeelError(f"serve: the models did not load: {_failures(app)}")
