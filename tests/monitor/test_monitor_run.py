@@ -242,7 +242,8 @@ def test_the_target_is_not_an_expected_input(watched):
     assert short["missing_columns"] == ["age"] and short["n_missing_columns"] == 1
 
 
-T2 = 3_000_000.0  # traffic of the test below only (it runs last: other windows are open-ended)
+T2 = 3_000_000.0  # traffic of the tests below only (they run last: other windows are open-ended)
+T3 = 4_000_000.0
 BIG = 1_000_000
 
 
@@ -274,7 +275,7 @@ def test_monitor_events_stay_small_whatever_the_strings(watched, tmp_path):
 
     before = stored()
     for _ in range(3):
-        res = monitor(proj.store, "adult", since=T2, min_labels=100, alerts=False)
+        res = monitor(proj.store, "adult", since=T2, until=T3, min_labels=100, alerts=False)
     sizes = stored()[len(before) :]
     assert len(sizes) == 3 and max(sizes) < 64 * 1024, sizes
     assert "x" * 100 not in json.dumps(proj.store.events("monitor")[-1])
@@ -285,3 +286,33 @@ def test_monitor_events_stay_small_whatever_the_strings(watched, tmp_path):
     assert quality["workclass"]["unseen"] == 8 and quality["sex"]["unseen"] == 8
     assert all(len(k) <= 64 for k in quality["workclass"]["unseen_values"])
     assert res.values["quality"]["n_extra_columns"] == 8
+
+
+def test_a_stored_label_that_is_no_class_is_skipped_and_reported(watched, tmp_path):
+    proj, _, mv, calm = watched
+    model = registry.load(proj.store, mv.ref)
+    rows = calm.iloc[:150].reset_index(drop=True)
+    entries = _entries(model, rows, mv.version, 70_000, T3)
+    ids = [e["request_id"] for e in entries]
+    path = tmp_path / "early-labels.csv"
+    pd.DataFrame({"request_id": ids, "y": ["Maybe", *rows["income"][1:]]}).to_csv(path, index=False)
+    # unscoped labels that arrive before their requests are logged have no model to be
+    # checked against: the bad one is stored, and joins once the request is logged
+    ingest_labels(proj.store, path, label_col="y")
+    with PredictionLog(proj.store) as log:
+        log.record(entries)
+    res = monitor(proj.store, "adult", since=T3, min_labels=100, alerts=False)
+    perf = res.values["performance"]
+    assert perf["status"] == "ok" and perf["labeled"] == 149
+    assert perf["invalid_labels"] == 1
+    assert perf["invalid_label_example"] == "'Maybe' (request r70000)"
+    assert perf["expected_labels"] == "'<=50K' or '>50K'"
+    assert res.values["fairness"]["status"] == "ok"
+    assert proj.store.events("monitor")[-1]["payload"]["values"]["performance.invalid_labels"] == 1
+    few = monitor(proj.store, "adult", since=T3, min_labels=1000, alerts=False)
+    assert few.values["performance"]["status"] == "too_few_labels"
+    assert few.values["performance"]["invalid_labels"] == 1
+    assert few.values["fairness"] == {"status": "too_few_labels", "labeled": 149, "needed": 1000}
+    # once the request is logged, the same file is refused
+    with pytest.raises(InvalidInput, match=r"1 label is no class of adult/1 .* row 1 \(line 2\)"):
+        ingest_labels(proj.store, path, label_col="y")

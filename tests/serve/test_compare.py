@@ -259,3 +259,70 @@ def test_cli_serve_refuses_a_port_out_of_range(tmp_path, capsys):
     code = main(["serve", "adult", "--port", "99999", "-C", str(root)])
     err = capsys.readouterr().err
     assert code == 2 and "--port" in err and "99999" in err and "Traceback" not in err
+
+
+def _registered(store, name, **output_schema):
+    from keel import registry
+
+    return registry.register(
+        store,
+        name,
+        artifact_sha=store.blobs.put_bytes(f"not a model: {name}".encode()),
+        flavor="sklearn",
+        task="classification",
+        input_schema=[{"name": "x", "type": "int"}],
+        output_schema=output_schema,
+    )
+
+
+def _answers(store, ids, p_yes):
+    with PredictionLog(store) as log:
+        log.record(
+            [
+                {
+                    "request_id": rid,
+                    "model": "m",
+                    "version": 1,
+                    "ts": 10.0 + i,
+                    "inputs": {"x": i},
+                    "outputs": {
+                        "label": "Yes" if p >= 0.5 else "No",
+                        "probabilities": {"No": 1 - p, "Yes": p},
+                    },
+                }
+                for i, (rid, p) in enumerate(zip(ids, p_yes, strict=True))
+            ]
+        )
+
+
+def test_a_metric_that_cannot_be_computed_says_why(store, tmp_path):
+    _registered(store, "m", classes=["No", "Yes"])
+    ids = [f"r{i}" for i in range(6)]
+    path = tmp_path / "early.csv"
+    pd.DataFrame({"request_id": ids, "y": ["No", "Yes", "Maybe", "Yes", "No", "No"]}).to_csv(
+        path, index=False
+    )
+    # unscoped labels of requests not logged yet have no model to be checked against
+    ingest_labels(store, path)
+    _answers(store, ids, [0.1, 0.8, 0.6, 0.7, 0.2, 0.4])
+    report = comparison(store, "m")["versions"]["1"]
+    assert report["labeled"] == 6 and report["invalid_labels"] == 1
+    assert report["metrics"] == {"accuracy": pytest.approx(5 / 6)}
+    why = report["missing_metrics"]
+    assert set(why) == {"roc_auc", "brier"}
+    assert why["roc_auc"] == (
+        "1 of 6 labelled rows have a label that is no class of the model (e.g. 'Maybe'; "
+        "expected 'No' or 'Yes'): ingest corrected labels"
+    )
+
+
+def test_one_class_of_labels_says_why_there_is_no_roc_auc(store, tmp_path):
+    _registered(store, "m", classes=["No", "Yes"])
+    ids = ["a", "b", "c"]
+    _answers(store, ids, [0.1, 0.8, 0.3])
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": ids, "y": ["No"] * 3}).to_csv(path, index=False)
+    ingest_labels(store, path)
+    report = comparison(store, "m")["versions"]["1"]
+    assert report["invalid_labels"] == 0 and "roc_auc" not in report["metrics"]
+    assert report["missing_metrics"]["brier"] == "the labelled rows hold one class only ('No')"

@@ -201,3 +201,87 @@ def test_missing_file_and_null_parquet_labels(store: Store, tmp_path: Path) -> N
     with pytest.raises(InvalidInput, match=r"nulls\.parquet row 2: column 'request_id' is empty"):
         ingest_labels(store, path)
     assert snapshot(store) == before
+
+
+# -- labels checked against the model's answers --------------------------------------------
+
+
+def register(store: Store, name: str, task: str = "classification", **schema: Any) -> Any:
+    from keel import registry
+
+    return registry.register(
+        store,
+        name,
+        artifact_sha=store.blobs.put_bytes(f"not a model: {name}".encode()),
+        flavor="sklearn",
+        task=task,
+        input_schema=[{"name": "x", "type": "int"}],
+        output_schema=schema,
+    )
+
+
+def test_labels_that_are_no_class_of_the_model_are_refused_naming_the_rows(
+    any_store: Store, tmp_path: Path
+) -> None:
+    register(any_store, "m", classes=["No", "Yes"])
+    log(any_store, IDS)
+    before = snapshot(any_store)
+    text = "request_id,y\nr0,No\nr1,Maybe\nr2,Yes\nr3,maybe\nr4,YES\nr5,no\n"
+    with pytest.raises(
+        InvalidInput,
+        match=r"^bad\.csv: 4 labels are no class of m/1 \(expected 'No' or 'Yes'\): row 2 "
+        r"\(line 3\) 'Maybe', row 4 \(line 5\) 'maybe', row 5 \(line 6\) 'YES' and 1 more; "
+        r"correct or drop those rows \(nothing was stored\)$",
+    ):
+        ingest_labels(any_store, csv(tmp_path / "bad.csv", text))
+    assert snapshot(any_store) == before
+    good = ingest_labels(any_store, csv(tmp_path / "ok.csv", "request_id,y\nr0,No\nr1,Yes\n"))
+    assert good["matched"] == 2 and truth(any_store)["r1"] == "Yes"
+
+
+def test_labels_of_requests_not_logged_yet_are_checked_against_the_served_version(
+    store: Store, tmp_path: Path
+) -> None:
+    from keel import registry
+
+    register(store, "m", classes=[0, 1])
+    mv = register(store, "m", classes=["a", "b"])
+    registry.set_alias(store, mv.ref, "production")
+    log(store, ["r0"])  # logged by m/1, whose classes are 0 and 1
+    path = csv(tmp_path / "l.csv", "request_id,y\nr0,1\nlater,1\n")
+    with pytest.raises(InvalidInput, match=r"1 label is no class of m/2 .*row 2 \(line 3\) '1'"):
+        ingest_labels(store, path, model="m")
+    with pytest.raises(InvalidInput, match=r"no class of m/1 \(expected '0' or '1'\): row 1"):
+        ingest_labels(store, csv(tmp_path / "a.csv", "request_id,y\nr0,a\n"))
+    # unscoped labels of requests nobody logged have no model to be checked against
+    assert ingest_labels(store, path)["unmatched"] == 1
+
+
+def test_labels_of_a_regressor_must_be_numbers(store: Store, tmp_path: Path) -> None:
+    register(store, "m", task="regression")
+    log(store, IDS)
+    text = "request_id,y\nr0,1.5\nr1,abc\nr2,-3\nr3,inf\n"
+    with pytest.raises(
+        InvalidInput,
+        match=r"2 labels are not numbers, as regressor m/1 needs \(expected a finite number\): "
+        r"row 2 \(line 3\) 'abc', row 4 \(line 5\) 'inf';",
+    ):
+        ingest_labels(store, csv(tmp_path / "r.csv", text))
+    assert label_rows(store) == 0
+    assert ingest_labels(store, csv(tmp_path / "ok.csv", "request_id,y\nr0,1.5\nr2,-3\n"))["new"]
+
+
+def test_cli_labels_ingest_refuses_a_label_that_is_no_class(tmp_path: Path, capsys: Any) -> None:
+    from keel import project as keel_project
+    from keel.cli import main
+
+    root = tmp_path / "p"
+    with keel_project.init(root, name="labels") as proj:
+        register(proj.store, "m", classes=["No", "Yes"])
+        log(proj.store, IDS)
+    path = csv(tmp_path / "bad.csv", "request_id,y\nr0,Maybe\n")
+    code = main(["labels", "ingest", str(path), "-C", str(root)])
+    err = capsys.readouterr().err
+    assert code != 0 and "no class of m/1" in err and "'Maybe'" in err
+    with keel_project.open_project(root) as proj:
+        assert label_rows(proj.store) == 0

@@ -6,6 +6,10 @@ The stored event is a bounded summary (numbers by dotted path; categories and gr
 64 characters, at most 10 unseen categories per column and 20 groups per sensitive column),
 never raw served values.
 
+A stored label that is no class of the served version (or not a number, for a regressor) is
+left out of performance and fairness and reported under ``performance``:
+``invalid_labels`` (how many), ``invalid_label_example`` and ``expected_labels``.
+
 Windows with fewer labelled rows than ``min_labels`` report ``{"status": "too_few_labels",
 "labeled": n, "needed": min_labels}`` for performance and fairness instead of numbers a
 handful of rows would make up.
@@ -87,13 +91,34 @@ def _served_version(store: Any, model: str, window: Window) -> Any:
         return registry.get_version(store, f"{model}/{versions[-1]}")
 
 
-def _labelled(window: Window, mv: Any, min_labels: int) -> tuple[Any, dict[str, Any] | None]:
+def _labelled(
+    window: Window, mv: Any, min_labels: int
+) -> tuple[Any, dict[str, Any] | None, dict[str, Any]]:
+    """The rows with a usable label, the short-cut report when too few have one, and what
+    was skipped: a stored label that is no class of the served version (or no number for a
+    regressor), which an older keel let in, is left out and reported, not fatal."""
+    from keel.monitor._drift_ref import shorten
+    from keel.serve._labels import bad_labels, expected_labels
+
     out = window.outputs
-    mask = out["label_true"].notna().to_numpy()
+    bad = bad_labels(out["label_true"], mv)
+    mask = out["label_true"].notna().to_numpy() & ~bad
+    skipped: dict[str, Any] = {}
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        skipped = {
+            "invalid_labels": int(bad.sum()),
+            "invalid_label_example": (
+                f"{shorten(repr(out['label_true'].iloc[first]))} "
+                f"(request {shorten(str(out['request_id'].iloc[first]))})"
+            ),
+            "expected_labels": expected_labels(mv),
+        }
     n = int(mask.sum())
     if n < min_labels:
-        return None, {"status": "too_few_labels", "labeled": n, "needed": min_labels}
-    return mask, None
+        short = {"status": "too_few_labels", "labeled": n, "needed": min_labels, **skipped}
+        return None, short, skipped
+    return mask, None, skipped
 
 
 def _performance(window: Window, mv: Any, mask: np.ndarray, seed: int) -> dict[str, Any]:
@@ -214,10 +239,11 @@ def monitor(
         "quality": quality_report(reference, window.inputs, columns=expected),
         "prediction_drift": _prediction_drift(store, mv, train_ref, window, seed),
     }
-    mask, short = _labelled(window, mv, min_labels)
-    values["performance"] = short or _performance(window, mv, mask, seed)
+    mask, short, skipped = _labelled(window, mv, min_labels)
+    values["performance"] = short or {**_performance(window, mv, mask, seed), **skipped}
     if sensitive and mv.task != "regression":
-        values["fairness"] = short or _fairness(window, mv, mask, sensitive, seed)
+        fairness_short = short and {k: v for k, v in short.items() if k not in skipped}
+        values["fairness"] = fairness_short or _fairness(window, mv, mask, sensitive, seed)
     values["seconds"] = time.perf_counter() - t0
     fired: list[Any] = []
     triggered: list[dict[str, Any]] = []

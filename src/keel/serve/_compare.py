@@ -39,8 +39,11 @@ def comparison(
     Returns ``{"model", "versions": {version: {...}}, "pairs": {"A:B": {...}}}``. Each
     version has ``aliases`` (now, in the registry; empty for sink entries), ``requests``,
     ``rows``, ``latency_ms`` (``p50``, ``p95``, ``p99``, ``mean``), ``labeled`` (rows with a
-    label) and ``metrics`` (empty until labels arrive); each pair ``rows`` (answered by
-    both), ``agree``, ``agreement`` and, for a regressor, ``mean_abs_diff``."""
+    label), ``metrics`` (empty until labels arrive), ``missing_metrics`` (``{metric: why}``
+    for each metric the labelled rows do not allow: a label that is no class of the model,
+    one class only, no score, unknown classes) and ``invalid_labels`` (labelled rows whose
+    label is no class of the model, or no number for a regressor); each pair ``rows``
+    (answered by both), ``agree``, ``agreement`` and, for a regressor, ``mean_abs_diff``."""
     frame, known = _frame(source, name, since, until)
     versions = {}
     for v, part in frame.groupby("version", sort=True):
@@ -100,35 +103,80 @@ def _percentiles(values: np.ndarray) -> dict[str, float | None]:
 def _version_report(part: pd.DataFrame, classes: list[str] | None) -> dict[str, Any]:
     per_request = part.drop_duplicates("request_id")["latency_ms"].to_numpy(dtype=float)
     labeled = part[part["label_true"].notna()]
+    metrics, missing, invalid = _metrics(labeled, classes) if len(labeled) else ({}, {}, 0)
     return {
         "requests": int(part["request_id"].nunique()),
         "rows": len(part),
         "latency_ms": _percentiles(per_request),
         "labeled": len(labeled),
-        "metrics": _metrics(labeled, classes) if len(labeled) else {},
+        "metrics": metrics,
+        "missing_metrics": missing,
+        "invalid_labels": invalid,
     }
 
 
-def _metrics(rows: pd.DataFrame, classes: list[str] | None) -> dict[str, float]:
+def _metrics(
+    rows: pd.DataFrame, classes: list[str] | None
+) -> tuple[dict[str, float], dict[str, str], int]:
+    """The metrics of the labelled ``rows``, why each expected one is missing, and how many
+    labels are no answer of the model."""
     truth = rows["label_true"].astype(str)
     if rows["label"].notna().any():  # a classifier
         out = {"accuracy": float((rows["label"].astype(str) == truth).mean())}
-        if classes and len(classes) == 2 and rows["score"].notna().all():
+        known = truth.isin(classes) if classes else pd.Series(True, index=truth.index)
+        invalid = int((~known).sum())
+        why = _why_no_auc(rows, truth, known, classes)
+        if why is None:
             from sklearn.metrics import brier_score_loss, roc_auc_score
 
-            known = truth.isin(classes)
-            y = (truth[known] == classes[1]).to_numpy(dtype=int)
-            score = rows["score"][known].to_numpy(dtype=float)
-            if known.all() and 0 < y.sum() < len(y):
-                out["roc_auc"] = float(roc_auc_score(y, score))
-                out["brier"] = float(brier_score_loss(y, score))
-        return out
+            assert classes is not None
+            y = (truth == classes[1]).to_numpy(dtype=int)
+            score = rows["score"].to_numpy(dtype=float)
+            out["roc_auc"] = float(roc_auc_score(y, score))
+            out["brier"] = float(brier_score_loss(y, score))
+            return out, {}, invalid
+        return out, {"roc_auc": why, "brier": why}, invalid
     truth_num = pd.to_numeric(truth, errors="coerce")
-    ok = truth_num.notna() & rows["prediction"].notna()
+    numeric = truth_num.notna() & np.isfinite(truth_num.astype(float))
+    invalid = int((~numeric).sum())
+    ok = numeric & rows["prediction"].notna()
     if not ok.any():
-        return {}
+        why = (
+            f"no labelled row has a numeric label (e.g. {_shorten(repr(truth.iloc[0]))})"
+            if invalid
+            else "no labelled row has a prediction"
+        )
+        return {}, {"mae": why, "rmse": why}, invalid
     err = rows["prediction"][ok].to_numpy(dtype=float) - truth_num[ok].to_numpy(dtype=float)
-    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean()))}
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean()))}, {}, invalid
+
+
+def _why_no_auc(
+    rows: pd.DataFrame, truth: pd.Series, known: pd.Series, classes: list[str] | None
+) -> str | None:
+    """Why ROC AUC and the Brier score cannot be computed on these rows (None: they can)."""
+    if not classes:
+        return "the version's classes are unknown (it is no longer registered)"
+    if len(classes) != 2:
+        return f"they need two classes; the model has {len(classes)}"
+    if not known.all():
+        bad = truth[~known]
+        expected = " or ".join(map(repr, classes))
+        return (
+            f"{len(bad):,} of {len(truth):,} labelled rows have a label that is no class of the "
+            f"model (e.g. {_shorten(repr(bad.iloc[0]))}; expected {expected}): ingest "
+            f"corrected labels"
+        )
+    if not rows["score"].notna().all():
+        return f"{int(rows['score'].isna().sum()):,} labelled rows have no score"
+    present = sorted(set(truth))
+    if len(present) < 2:
+        return f"the labelled rows hold one class only ({present[0]!r})"
+    return None
+
+
+def _shorten(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _pairs(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:

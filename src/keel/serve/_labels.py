@@ -9,7 +9,12 @@ the file, the column and the row when:
 - the file is empty, or has a header and no rows;
 - an id or a label is empty (blank or null);
 - an id appears twice in the file (even with the same label): the file says two things
-  about one request, so its producer has a bug to fix first.
+  about one request, so its producer has a bug to fix first;
+- a label is no answer the model could be scored against: for a request logged by a
+  registered version, a label that is not one of that version's classes (``'Maybe'`` for a
+  ``No``/``Yes`` classifier), or not a finite number for a regressor. With ``model``, labels
+  of requests not logged yet are checked against its served version (``production``, else
+  the newest). The message names the first rows, their values and the classes expected.
 
 The accepted labels are stored as a Parquet blob of two string columns, ``request_id`` and
 ``label_true``, sorted by id (so the same labels in another row order are the same blob), and
@@ -28,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -37,7 +44,16 @@ from keel.errors import InvalidInput
 from keel.serve._predlog import _load_segment, _segments, read_predictions
 from keel.store import Store, _tables
 
-__all__ = ["LABELS_SCHEMA", "ingest_labels", "joined", "read_labels"]
+__all__ = [
+    "LABELS_SCHEMA",
+    "bad_labels",
+    "expected_labels",
+    "ingest_labels",
+    "joined",
+    "read_labels",
+]
+
+SHOWN_ROWS = 3  # bad rows a refusal names
 
 #: The columns of a stored label file.
 LABELS_SCHEMA = pa.schema(
@@ -71,8 +87,11 @@ def ingest_labels(
 
     table, info = read_source(path)
     labels = _check(table, info, id_col, label_col)
+    logged = _logged(store, labels["request_id"], model)
+    _check_answers(store, labels, logged, model, info)
+    labels = labels.sort_by("request_id")
     data = _parquet_bytes(labels)
-    matched = _count_matched(store, labels["request_id"], model)
+    matched = int(pc.sum(pc.is_in(labels["request_id"], logged["request_id"])).as_py() or 0)
     sha = store.blobs.put_bytes(data)
     with store.write() as conn:
         seen = conn.execute(
@@ -142,8 +161,7 @@ def _check(table: pa.Table, info: Any, id_col: str, label_col: str) -> pa.Table:
             f"{_where(info, second)} ({len(repeated):,} ids repeat); keep one label per "
             f"request id in a file"
         )
-    out = pa.table([ids, labels], schema=LABELS_SCHEMA)
-    return out.sort_by("request_id")
+    return pa.table([ids, labels], schema=LABELS_SCHEMA)  # in file order, for row numbers
 
 
 def _as_strings(column: pa.ChunkedArray, info: Any, name: str) -> pa.Array:
@@ -164,15 +182,134 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def _count_matched(store: Store, ids: pa.Array, model: str | None) -> int:
-    logged = [
-        _load_segment(store, seg.sha, columns=["request_id"])["request_id"]
-        for seg in _segments(store, model)
+_LOGGED = pa.schema([("request_id", pa.string()), ("model", pa.string()), ("version", pa.int64())])
+
+
+def _logged(store: Store, ids: pa.ChunkedArray, model: str | None) -> pa.Table:
+    """Which ``(model, version)`` logged each of ``ids`` (of ``model`` only, if given): one
+    row per logged pair, ids not logged left out."""
+    wanted = ids.combine_chunks().unique()
+    parts = []
+    for seg in _segments(store, model):
+        t = _load_segment(store, seg.sha, columns=_LOGGED.names)
+        t = t.filter(pc.is_in(t["request_id"], value_set=wanted))
+        if t.num_rows:
+            parts.append(t.cast(_LOGGED))
+    if not parts:
+        return _LOGGED.empty_table()
+    return pa.concat_tables(parts).group_by(_LOGGED.names, use_threads=False).aggregate([])
+
+
+def _version(store: Store, ref: str) -> Any:
+    from keel import registry
+    from keel.errors import NotFound
+
+    try:
+        return registry.get_version(store, ref)
+    except (NotFound, InvalidInput):  # logged, not registered (or deleted): nothing to check
+        return None
+
+
+def _served(store: Store, model: str) -> Any:
+    from keel import registry
+    from keel.errors import NotFound
+
+    mv = _version(store, f"{model}@production")
+    if mv is None:
+        try:
+            mv = registry.list_versions(store, model)[-1]
+        except NotFound:
+            return None
+    return mv
+
+
+def _classes(mv: Any) -> list[str] | None:
+    classes = (mv.output_schema or {}).get("classes")
+    return [str(c) for c in classes] if classes else None
+
+
+def expected_labels(mv: Any) -> str:
+    """What a label of model version ``mv`` may be, in words: ``'No' or 'Yes'``, ``a
+    finite number``, or ``anything`` when ``mv`` records no classes."""
+    if mv.task == "regression":
+        return "a finite number"
+    classes = _classes(mv)
+    if not classes:
+        return "anything"
+    shown = [repr(c) for c in classes[:10]] + (["…"] if len(classes) > 10 else [])
+    return ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else shown[0]
+
+
+def bad_labels(labels: Any, mv: Any) -> np.ndarray:
+    """A mask of the ``labels`` (strings, as stored) that model version ``mv`` cannot be
+    scored against: not one of its classes, or not a finite number for a regressor. Nulls
+    are not bad (they are no label yet)."""
+    values = pd.Series(list(labels) if not isinstance(labels, pd.Series) else labels)
+    values = values.astype(object).reset_index(drop=True)
+    present = values.notna().to_numpy()
+    if mv.task == "regression":
+        number = pd.to_numeric(values.where(present), errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(number)
+    else:
+        classes = _classes(mv)
+        if not classes:
+            return np.zeros(len(values), dtype=bool)
+        ok = values.astype(str).isin(classes).to_numpy()
+    return present & ~ok
+
+
+def _check_answers(
+    store: Store, labels: pa.Table, logged: pa.Table, model: str | None, info: Any
+) -> None:
+    """Refuse the file when a label is no answer of a version that logged its request (or,
+    with ``model``, of the served version, for requests not logged yet)."""
+    ids = labels["request_id"]
+    checks: list[tuple[Any, np.ndarray]] = []
+    pairs = logged.group_by(["model", "version"], use_threads=False).aggregate([]).to_pylist()
+    for pair in sorted(pairs, key=lambda p: (p["model"], p["version"])):
+        mv = _version(store, f"{pair['model']}/{pair['version']}")
+        if mv is not None:
+            mine = logged.filter(
+                pc.and_(
+                    pc.equal(logged["model"], pair["model"]),
+                    pc.equal(logged["version"], pair["version"]),
+                )
+            )["request_id"]
+            checks.append((mv, pc.is_in(ids, value_set=mine.combine_chunks()).to_numpy(False)))
+    if model is not None:
+        mv = _served(store, model)
+        if mv is not None:
+            unlogged = pc.invert(pc.is_in(ids, value_set=logged["request_id"].combine_chunks()))
+            checks.append((mv, unlogged.to_numpy(False)))
+    values = labels["label_true"].to_pandas()
+    for mv, rows in checks:
+        bad = rows & bad_labels(values, mv)
+        if bad.any():
+            raise InvalidInput(_refusal(info, values, np.flatnonzero(bad), mv))
+
+
+def _refusal(info: Any, values: pd.Series, bad: np.ndarray, mv: Any) -> str:
+    n = len(bad)
+    rows = [
+        f"{_where(info, int(i)).removeprefix(info.name + ' ')} {_shorten(repr(values[i]))}"
+        for i in bad[:SHOWN_ROWS]
     ]
-    if not logged:
-        return 0
-    known = pa.chunked_array([c for col in logged for c in col.chunks], pa.string())
-    return int(pc.sum(pc.is_in(ids, value_set=known.unique())).as_py() or 0)
+    more = f" and {n - SHOWN_ROWS:,} more" if n > SHOWN_ROWS else ""
+    are = "are" if n != 1 else "is"
+    what = (
+        f"not numbers, as regressor {mv.ref} needs"
+        if mv.task == "regression"
+        else (f"no class of {mv.ref}")
+    )
+    return (
+        f"{info.name}: {n:,} label{'s' if n != 1 else ''} {are} {what} (expected "
+        f"{expected_labels(mv)}): {', '.join(rows)}{more}; correct or drop those rows "
+        f"(nothing was stored)"
+    )
+
+
+def _shorten(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _record_sources(store: Store, conn: Any, info: Any, sha: str) -> None:
