@@ -50,6 +50,13 @@ SETTINGS: dict[str, Setting] = {
             "KEEL_EXECUTOR", str, "process", "Default executor for search trials: process or ray."
         ),
         Setting("KEEL_WORKERS", int, 0, "Worker processes for local executors. 0: one per core."),
+        Setting(
+            "KEEL_MAX_STRING_BYTES",
+            int,
+            64 * 1024,
+            "Longest string value (UTF-8 bytes) the model server takes in a request; a longer "
+            "one is answered 422 naming its row and field, and nothing of it is logged.",
+        ),
     ]
 }
 

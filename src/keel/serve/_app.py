@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keel import config
 from keel.errors import InvalidInput, KeelError
 from keel.serve._metrics import ServerMetrics
 from keel.serve._middleware import compose
@@ -48,6 +49,8 @@ class ServeConfig:
         at once (also uvicorn's ``limit_concurrency``: in-flight requests are bounded too).
         Each connection holds a file descriptor: ``serve`` raises the soft ``RLIMIT_NOFILE``
         to fit when the hard limit allows.
+    max_string_bytes: longest string value (UTF-8 bytes) in a request (422 past it, naming
+        the row and field; the request is not logged). Default: ``KEEL_MAX_STRING_BYTES``.
     public_metrics: answer ``/metrics`` without a key although the server has keys (it
         names every model, version and monitor gauge, so by default it needs one).
     """
@@ -65,6 +68,9 @@ class ServeConfig:
     head_timeout_s: float = 5.0
     max_connections: int = 4096
     public_metrics: bool = False
+    max_string_bytes: int = dataclasses.field(
+        default_factory=lambda: int(config.get("KEEL_MAX_STRING_BYTES"))  # type: ignore[arg-type]
+    )
 
     def __post_init__(self) -> None:
         ints = (
@@ -73,6 +79,7 @@ class ServeConfig:
             "max_request_rows",
             "max_body_bytes",
             "max_connections",
+            "max_string_bytes",
         )
         for name in ints:
             value = getattr(self, name)

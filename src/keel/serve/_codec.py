@@ -25,6 +25,7 @@ __all__ = [
     "MISSING",
     "InputSpec",
     "block_from_columns",
+    "check_string_sizes",
     "feed_from_columns",
     "feed_from_records",
     "feed_from_split",
@@ -118,7 +119,10 @@ class Problems:
         self.items: list[dict[str, Any]] = []
         self.count = 0
 
-    def add(self, row: int | None, field: str | None, expected: str, got: Any) -> None:
+    def add(
+        self, row: int | None, field: str | None, expected: str, got: Any, said: bool = False
+    ) -> None:
+        """One finding; ``got`` is described for the client (as is, with ``said``)."""
         self.count += 1
         if len(self.items) < MAX_DETAILS:
             item: dict[str, Any] = {}
@@ -126,7 +130,7 @@ class Problems:
                 item["row"] = row
             if field is not None:
                 item["field"] = field
-            item["expected"], item["got"] = expected, describe(got)
+            item["expected"], item["got"] = expected, got if said else describe(got)
             self.items.append(item)
 
     def raise_if_any(self) -> None:
@@ -355,6 +359,25 @@ def feed_from_split(split: Any, spec: InputSpec) -> dict[str, np.ndarray]:
     if block is not None:
         return block
     return _slow_block({c: [row[index[c]] for row in data] for c in spec.names}, spec)
+
+
+def check_string_sizes(block: dict[str, np.ndarray], spec: InputSpec, limit: int) -> None:
+    """Refuse (422) every string value of the block longer than ``limit`` UTF-8 bytes,
+    naming its row and field; the value itself is not echoed."""
+    text = block["text"]
+    if not text.size:
+        return
+    chars = np.fromiter(map(len, text.ravel().tolist()), dtype=np.int64, count=text.size)
+    suspects = np.flatnonzero(chars.reshape(text.shape) * 4 > limit)  # UTF-8: <= 4 bytes/char
+    problems = Problems()
+    width = text.shape[1]
+    for flat in suspects.tolist():
+        row, col = divmod(flat, width)
+        size = len(text[row, col].encode("utf-8", "surrogatepass"))
+        if size > limit:
+            expected = f"a string of at most {limit:,} bytes (UTF-8)"
+            problems.add(row, spec.text_names[col], expected, f"{size:,} bytes", said=True)
+    problems.raise_if_any()
 
 
 def n_rows(block: dict[str, np.ndarray]) -> int:

@@ -71,6 +71,7 @@ class Request:
         return self._query
 
     async def body(self) -> bytes:
+        """The whole body; its size is kept in ``state["body_bytes"]``."""
         chunks = []
         while True:
             message = await self.receive()
@@ -79,7 +80,9 @@ class Request:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.state["body_bytes"] = len(body)
+        return body
 
     async def json(self) -> Any:
         return parse_json(await self.body())

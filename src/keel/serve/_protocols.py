@@ -49,9 +49,19 @@ def _check_rows(req: Request, n: int) -> None:
         raise ServeError("too_many_rows", f"{n} rows in one request; the limit is {limit}")
 
 
+def _check_strings(req: Request, dep: Any, feed: dict[str, np.ndarray]) -> None:
+    """Refuse a string value over ``max_string_bytes`` (422, naming its row and field). A
+    decoded string is never longer in UTF-8 than in the body that carried it, so a body
+    within the limit needs no look."""
+    limit = req.app.config.max_string_bytes
+    if req.state.get("body_bytes", limit + 1) > limit:
+        _codec.check_string_sizes(feed, dep.spec, limit)
+
+
 async def _run(req: Request, dep: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     n = _codec.n_rows(feed)
     _check_rows(req, n)
+    _check_strings(req, dep, feed)
     state = req.state
     meta = (state["request_id"], time.time(), state["t0"])
     out = await dep.batcher.submit(feed, n, meta)
