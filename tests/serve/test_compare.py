@@ -326,3 +326,17 @@ def test_one_class_of_labels_says_why_there_is_no_roc_auc(store, tmp_path):
     report = comparison(store, "m")["versions"]["1"]
     assert report["invalid_labels"] == 0 and "roc_auc" not in report["metrics"]
     assert report["missing_metrics"]["brier"] == "the labelled rows hold one class only ('No')"
+
+
+def test_keel_compare_prints_why_a_metric_is_missing(store, tmp_path, capsys):
+    from keel.cli._serve_cmds import comparison_tables
+
+    _registered(store, "m", classes=["No", "Yes"])
+    ids = ["a", "b", "c"]
+    _answers(store, ids, [0.1, 0.8, 0.3])
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": ids, "y": ["No"] * 3}).to_csv(path, index=False)
+    ingest_labels(store, path)
+    comparison_tables(comparison(store, "m"))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1: no roc_auc: the labelled rows hold one class only ('No')" in out

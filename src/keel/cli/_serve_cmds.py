@@ -197,6 +197,13 @@ def comparison_tables(out: dict) -> None:
             for v, r in versions.items()
         ],
     )
+    for v, r in versions.items():
+        for metric, why in (r.get("missing_metrics") or {}).items():
+            console.print(f"[yellow]{v}: no {metric}: {why}[/yellow]")
+        if r.get("invalid_labels"):
+            console.print(
+                f"[yellow]{v}: {r['invalid_labels']} label(s) skipped (no class)[/yellow]"
+            )
     if out["pairs"]:
         table(
             "agreement on the same requests",
