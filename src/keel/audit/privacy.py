@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from keel.models._dp import DPGaussianNB, DPLogisticRegression, diffprivlib, dp_info
 from keel.audit._space import art
 from keel.errors import InvalidInput
+from keel.models._dp import DPGaussianNB, DPLogisticRegression, diffprivlib, dp_info
 
 __all__ = [
     "DPGaussianNB",
