@@ -19,6 +19,7 @@ from keel.errors import InvalidInput, UnsafeArtifact
 from keel.models import _mitigated
 from keel.models._adapters import LightGBMModel, SklearnModel
 from keel.models._onnx import OnnxModel
+from keel.models._torch import TorchModel
 from keel.types import BlobStore
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_model", "save_model", "trusted_type"]
@@ -224,6 +225,8 @@ def save_model(model: Any, blobs: BlobStore) -> str:
         components["graph"] = {"sha": blobs.put_bytes(model.onnx_bytes), "format": "onnx"}
     elif isinstance(model, _mitigated.ThresholdedModel | _mitigated.EnsembleModel):
         components = _mitigated.save_components(model, blobs)
+    elif isinstance(model, TorchModel):
+        components = _torch_components(model, blobs)
     elif isinstance(model, SklearnModel):
         components["pipeline"] = {
             "sha": blobs.put_bytes(_skops_dumps(model.pipeline)),
@@ -248,6 +251,37 @@ def save_model(model: Any, blobs: BlobStore) -> str:
         "keel_version": keel.__version__,
     }
     return blobs.put_bytes(json.dumps(manifest, sort_keys=True).encode())
+
+
+def _torch_components(model: TorchModel, blobs: BlobStore) -> dict[str, dict[str, str]]:
+    """A torch model: its network spec (JSON), its weights (safetensors) and, for tabular
+    inputs, keel's feature transform (skops)."""
+    from keel.models._torch import net_spec_bytes, weights_to_bytes
+
+    parts = {
+        "network": {"sha": blobs.put_bytes(net_spec_bytes(model)), "format": "keel-torch-net"},
+        "weights": {"sha": blobs.put_bytes(weights_to_bytes(model.state)), "format": "safetensors"},
+    }
+    if model.transformer is not None:
+        parts["transformer"] = {
+            "sha": blobs.put_bytes(_skops_dumps(model.transformer)),
+            "format": "skops",
+        }
+    return parts
+
+
+def _load_torch(blobs: BlobStore, m: dict[str, Any], parts: dict[str, Any]) -> TorchModel:
+    from keel.models._torch import net_spec_from_bytes, weights_from_bytes
+
+    for key, fmt in (("network", "keel-torch-net"), ("weights", "safetensors")):
+        if parts.get(key, {}).get("format") != fmt:
+            raise UnsafeArtifact(f"torch model: component {key!r} must be {fmt}")
+    arch, kwargs = net_spec_from_bytes(blobs.get_bytes(parts["network"]["sha"]))
+    state = weights_from_bytes(blobs.get_bytes(parts["weights"]["sha"]), "weights")
+    transformer = None
+    if "transformer" in parts:
+        transformer = _skops_loads(blobs.get_bytes(parts["transformer"]["sha"]), "transformer")
+    return TorchModel(arch, kwargs, state, m["task"], m["input_schema"], m["classes"], transformer)
 
 
 def read_manifest(blobs: BlobStore, sha: str) -> dict[str, Any]:
@@ -316,6 +350,8 @@ def load_model(
             raise UnsafeArtifact("booster: not a LightGBM text model")
         booster = lgb.Booster(model_str=text)
         return LightGBMModel(transformer, booster, m["task"], m["input_schema"], m["classes"])
+    if flavor == "torch":
+        return _load_torch(blobs, m, parts)
     if flavor == "sklearn":
         pipeline = _skops_loads(blobs.get_bytes(parts["pipeline"]["sha"]), "pipeline")
         return SklearnModel(pipeline, m["task"], m["input_schema"], m["classes"])

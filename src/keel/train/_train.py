@@ -138,7 +138,13 @@ def prepare(
     _check_target(df, target, task, ds.ref)
     if split == "stratified" and task == "regression":
         split = "random"
-    spec = _load_spec(features, types, target, get_kind(model).tags.get("needs_scaling", False))
+    columns = {c["name"]: c for c in ds.schema.get("columns", [])}
+    tensors = [n for n, c in columns.items() if c.get("type") == "tensor" and n != target]
+    spec = None
+    if not tensors:
+        spec = _load_spec(features, types, target, get_kind(model).tags.get("needs_scaling", False))
+    else:
+        _check_tensor_model(model, tensors, columns, ds.ref)
     inputs = [(ds.sha, "train")]
     if holdout:
         hds = get_dataset(store, holdout)
@@ -159,7 +165,9 @@ def prepare(
             group_col=group_col,
         )
         train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
-    used = _spec_columns(spec, [c for c in df.columns if c != target])
+    used = (
+        tensors[:1] if spec is None else _spec_columns(spec, [c for c in df.columns if c != target])
+    )
     _check_finite(train, used, ds.ref)
     lacking = [c for c in used if c not in test.columns]
     if lacking:
@@ -167,11 +175,40 @@ def prepare(
             f"holdout {holdout}: lacks input column(s) {', '.join(map(repr, lacking))} "
             f"that the training data {ds.ref} has"
         )
-    input_schema = [{"name": c, "type": types.get(c, "string")} for c in used]
+    input_schema = [
+        dict(columns[c]) if spec is None else {"name": c, "type": types.get(c, "string")}
+        for c in used
+    ]
     how = "holdout" if holdout else split
     return Prepared(
         train, test, target, task, spec, input_schema, inputs, how, test_size, time_col, group_col
     )
+
+
+def _check_tensor_model(
+    model: str, tensors: list[str], columns: dict[str, dict[str, Any]], ref: str
+) -> None:
+    """A data set of tensors trains a torch model that reads tensors of that rank."""
+    kind = get_kind(model)
+    if not kind.tags.get("torch"):
+        raise InvalidInput(
+            f"model {model!r}: reads columns of scalars, but dataset {ref} holds tensor column "
+            f"{tensors[0]!r}; train a torch model on it (torch-cnn for images, torch-seq for "
+            "windows of a series, torch-mlp for any tensor, flattened)"
+        )
+    if len(tensors) > 1:
+        raise InvalidInput(
+            f"dataset {ref}: a torch model reads one tensor column, this one has "
+            f"{', '.join(map(repr, tensors))}"
+        )
+    rank = kind.tags.get("rank")
+    shape = list(columns[tensors[0]].get("shape", []))
+    if rank is not None and len(shape) != rank:
+        want = {3: "images [C, H, W]", 1: "windows [window]"}.get(rank, f"rank {rank}")
+        raise InvalidInput(
+            f"model {model!r}: expects {want} per row; column {tensors[0]!r} of {ref} has "
+            f"shape {shape}"
+        )
 
 
 def _check_finite(df: pd.DataFrame, columns: list[str], ref: str) -> None:
@@ -227,9 +264,11 @@ def build_model(
     params: dict[str, Any] | None,
     seed: int,
     sample_weight: Any = None,
+    on_epoch: Any = None,
 ) -> Any:
     """Fit the feature transform and the estimator on the training part; wrap it.
-    ``sample_weight``: one non-negative weight per training row, given to the estimator."""
+    ``sample_weight``: one non-negative weight per training row, given to the estimator.
+    ``on_epoch``: for models trained in epochs (torch), called with each epoch's record."""
     from sklearn.pipeline import Pipeline
 
     from keel.features import compile_spec
@@ -237,6 +276,8 @@ def build_model(
 
     kind = get_kind(model)
     _seed_everything(seed)
+    if kind.flavor == "torch":
+        return _build_torch(prep, kind, params, seed, sample_weight, on_epoch)
     pipe = Pipeline(
         [
             ("features", compile_spec(prep.spec, prep.columns)),
@@ -251,6 +292,37 @@ def build_model(
     if kind.flavor == "lightgbm":
         return LightGBMModel.from_pipeline(pipe, prep.task, prep.input_schema)
     return SklearnModel(pipe, prep.task, prep.input_schema)
+
+
+def _build_torch(
+    prep: Prepared,
+    kind: Any,
+    params: dict[str, Any] | None,
+    seed: int,
+    sample_weight: Any,
+    on_epoch: Any,
+) -> Any:
+    """A torch network through the same steps: keel's feature transform for columns, or the
+    tensor column as it is."""
+    from keel.models import TorchModel
+    from keel.models._torch import tensor_input
+
+    if sample_weight is not None:
+        raise InvalidInput(
+            f"model {kind.name!r}: sample weights are not supported by torch models yet"
+        )
+    est = kind.estimator(prep.task, params, seed)
+    est.on_epoch = on_epoch
+    y = _labels(prep.train[prep.target].to_numpy(), prep.task)
+    if prep.spec is None:
+        est.fit(tensor_input(prep.train, prep.input_schema[0]), y)
+        return TorchModel.from_estimator(est, prep.task, prep.input_schema)
+    from keel.features import compile_spec
+
+    transformer = compile_spec(prep.spec, prep.columns)
+    X = np.asarray(transformer.fit_transform(prep.train[prep.columns]), dtype=np.float32)
+    est.fit(X, y)
+    return TorchModel.from_estimator(est, prep.task, prep.input_schema, transformer)
 
 
 def _seed_everything(seed: int) -> None:
@@ -345,8 +417,13 @@ def _fit(
 ) -> Any:
     """Fit, turning a library's complaint about the data into one clear keel error (the run
     stays in the store, marked failed, as a record of what was tried)."""
+
+    def log_epoch(record: dict[str, float]) -> None:
+        step = int(record["epoch"])
+        run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
+
     try:
-        return build_model(prep, model, params, seed, sample_weight)
+        return build_model(prep, model, params, seed, sample_weight, on_epoch=log_epoch)
     except Exception as exc:
         if isinstance(exc, InvalidInput):
             raise
@@ -438,9 +515,11 @@ def _log_setup(run: Run, prep: Prepared, model: str, params: dict[str, Any], see
             "seed": seed,
             "n_train": len(prep.train),
             "n_test": len(prep.test),
-            "feature_spec_sha": prep.spec.hash(),
+            "feature_spec_sha": prep.spec.hash() if prep.spec is not None else None,
         }
     )
-    run.log_artifact("feature_spec.json", json.dumps(prep.spec.to_dict(), sort_keys=True).encode())
+    if prep.spec is not None:
+        spec_json = json.dumps(prep.spec.to_dict(), sort_keys=True).encode()
+        run.log_artifact("feature_spec.json", spec_json)
     for sha, role in prep.inputs:
         run.add_input("dataset", sha, role)

@@ -14,7 +14,7 @@ from typing import Any
 
 from keel.errors import InvalidInput
 
-__all__ = ["DP_KINDS", "ZOO", "ModelKind", "get_kind"]
+__all__ = ["DP_KINDS", "TORCH_KINDS", "ZOO", "ModelKind", "get_kind"]
 
 TASKS = ("classification", "regression")
 
@@ -295,10 +295,103 @@ DP_KINDS: dict[str, ModelKind] = {
 }
 
 
+def _torch_build(architecture: str, val_split: str) -> Callable[[str, dict[str, Any], int], Any]:
+    def build(task: str, p: dict[str, Any], seed: int) -> Any:
+        from keel.errors import require
+
+        require("torch", "torch")  # says: pip install 'keel[torch]'
+        from keel.train._torch import TorchEstimator
+
+        return TorchEstimator(
+            architecture=architecture,
+            task=task,
+            random_state=seed,
+            **{"val_split": val_split, **p},
+        )
+
+    return build
+
+
+def _torch_common_space(trial: Any) -> dict[str, Any]:
+    return {
+        "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.4),
+    }
+
+
+def _torch_mlp_space(trial: Any) -> dict[str, Any]:
+    width = trial.suggest_int("width", 32, 256, log=True)
+    depth = trial.suggest_int("depth", 1, 3)
+    return {
+        **_torch_common_space(trial),
+        "hidden": [width] * depth,
+        "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512]),
+    }
+
+
+def _torch_cnn_space(trial: Any) -> dict[str, Any]:
+    c1 = trial.suggest_categorical("c1", [16, 32])
+    return {
+        **_torch_common_space(trial),
+        "channels": [c1, 2 * c1],
+        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
+    }
+
+
+def _torch_seq_space(trial: Any) -> dict[str, Any]:
+    return {
+        **_torch_common_space(trial),
+        "layers": trial.suggest_int("layers", 2, 6),
+        "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256]),
+    }
+
+
+_TORCH_TAGS = {"needs_scaling": True, "torch": True, "extra": "torch", "onnx": False}
+
+#: PyTorch networks (``pip install 'keel[torch]'``), trained by keel's loop
+#: (:mod:`keel.train._torch`); kept out of :data:`ZOO` because they need the extra.
+#: ``inputs`` says what they read: rows of columns through keel's feature transform
+#: (``tabular``; a tensor column is flattened), or one tensor column (``tensor``).
+TORCH_KINDS: dict[str, ModelKind] = {
+    k.name: k
+    for k in [
+        ModelKind(
+            "torch-mlp",
+            _torch_build("mlp", "stratified"),
+            {"epochs": 30, "batch_size": 256, "lr": 1e-3, "hidden": [128, 64], "dropout": 0.1},
+            _torch_mlp_space,
+            flavor="torch",
+            description="PyTorch multi-layer perceptron on keel's feature transform",
+            tags={**_TORCH_TAGS, "inputs": "tabular"},
+        ),
+        ModelKind(
+            "torch-cnn",
+            _torch_build("cnn", "stratified"),
+            {"epochs": 40, "batch_size": 64, "lr": 2e-3, "channels": [32, 64], "dropout": 0.25},
+            _torch_cnn_space,
+            flavor="torch",
+            description="PyTorch convolutional image classifier (images [C, H, W])",
+            tags={**_TORCH_TAGS, "inputs": "tensor", "rank": 3},
+        ),
+        ModelKind(
+            "torch-seq",
+            _torch_build("seq1d", "tail"),
+            {"epochs": 60, "batch_size": 128, "lr": 2e-3, "layers": 4, "dropout": 0.0},
+            _torch_seq_space,
+            flavor="torch",
+            description="PyTorch 1-D convolutional forecaster over a window of past values",
+            tags={**_TORCH_TAGS, "inputs": "tensor", "rank": 1},
+        ),
+    ]
+}
+
+
 def get_kind(name: str) -> ModelKind:
-    kind = ZOO.get(name) or DP_KINDS.get(name)
+    kind = ZOO.get(name) or DP_KINDS.get(name) or TORCH_KINDS.get(name)
     if kind is None:
         raise InvalidInput(
-            f"model: unknown model {name!r}; expected one of {', '.join(sorted([*ZOO, *DP_KINDS]))}"
+            f"model: unknown model {name!r}; expected one of "
+            f"{', '.join(sorted([*ZOO, *DP_KINDS, *TORCH_KINDS]))}"
         )
     return kind
