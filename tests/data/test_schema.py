@@ -124,7 +124,8 @@ def test_wrong_type_names_the_field_path_and_column() -> None:
         "  - {name: age, type: integer}\n"
     )
     assert "columns[3].type (column 'age')" in text
-    assert "expected one of 'int', 'float', 'bool', 'string', 'category' or 'datetime'" in text
+    expected = "'int', 'float', 'bool', 'string', 'category', 'datetime' or 'tensor'"
+    assert f"expected one of {expected}" in text
     assert "got 'integer'" in text
 
 

@@ -85,7 +85,9 @@ def init(
 
 @app.command()
 def ingest(
-    source: str = typer.Argument(None, help="CSV or Parquet file (omit with --sql)."),
+    source: str = typer.Argument(
+        None, help="CSV, Parquet or .npz file, or a folder of images (omit with --sql)."
+    ),
     name: str = typer.Option(None, "--name", "-n", help="Dataset name (default: file stem)."),
     schema: Path = typer.Option(None, help="Schema YAML to validate against (default: inferred)."),
     sql: str = typer.Option(None, help="A DuckDB SQL query over files, instead of SOURCE."),
@@ -96,12 +98,17 @@ def ingest(
     on_error: str = typer.Option(
         "raise", help="raise: reject the file; quarantine: keep good rows."
     ),
+    labels: Path = typer.Option(
+        None, help="For an image folder: a CSV of file,label (default: sub-folder names)."
+    ),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
     """Read, validate and profile a file into an immutable, content-hashed dataset.
 
     Example: keel ingest adult.csv --name adult --on-error quarantine
+             keel ingest digits.npz           # arrays X and y: a tensor dataset
+             keel ingest photos/ --labels labels.csv
     """
     from keel.data import ingest as do_ingest
 
@@ -115,7 +122,47 @@ def ingest(
             format=fmt_,
             on_error=on_error,
             delimiter=delimiter,
+            labels=labels,
         )
+    _print_ingested(res, as_json)
+
+
+@app.command()
+def windows(
+    dataset: str = typer.Argument(..., help="Time-series dataset: name, name/VERSION or sha."),
+    column: str = typer.Option(..., "--column", "-c", help="The numeric column to forecast."),
+    window: int = typer.Option(..., "--window", "-w", help="Past values in each sample."),
+    horizon: int = typer.Option(1, help="Steps after the window's end to predict."),
+    time_col: str = typer.Option(None, help="Column ordering the rows (default: stored order)."),
+    season: int = typer.Option(168, help="Lag of the seasonal-naive baseline column; 0: none."),
+    fill: float = typer.Option(None, help="Value for missing time steps (default: drop)."),
+    name: str = typer.Option(None, "--name", "-n", help="New dataset name."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Turn a time series into sequence samples (X: past WINDOW values, y: the value HORIZON
+    steps later, time, naive_SEASON), stored as a new dataset with lineage to DATASET.
+
+    Example: keel windows bikeshare --column bikers --window 168
+    """
+    from keel.data import windows as do_windows
+
+    with _project(project) as proj:
+        res = do_windows(
+            proj.store,
+            dataset,
+            column,
+            window=window,
+            horizon=horizon,
+            time_col=time_col,
+            name=name,
+            season=season or None,
+            fill=fill,
+        )
+    _print_ingested(res, as_json)
+
+
+def _print_ingested(res: Any, as_json: bool) -> None:
     out = {
         "dataset": res.dataset.to_dict(),
         "problems": len(res.problems),
@@ -219,9 +266,17 @@ def _show_dataset(store: Any, ref: str, as_json: bool) -> None:
 def _column_row(col: dict[str, Any], st: dict[str, Any]) -> list[Any]:
     top = sorted((st.get("top") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
     shown = ", ".join(f"{k} ({v:,})" for k, v in top[:3])
+    typ = col.get("type")
+    if typ == "tensor":
+        typ = f"tensor {col.get('dtype')} {col.get('shape')}"
+        q = st.get("row_mean") or {}
+        if q:
+            shown = f"row mean p5 {fmt(q.get('0.05'))}, p50 {fmt(q.get('0.5'))}, p95 " + fmt(
+                q.get("0.95")
+            )
     return [
         col.get("name"),
-        col.get("type"),
+        typ,
         "yes" if col.get("nullable") else "no",
         st.get("null_count"),
         st.get("distinct"),

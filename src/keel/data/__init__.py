@@ -8,12 +8,17 @@ Typical use::
     result.raise_if_bad()
     stats = profile(result.good, schema)
 
+Images and sequences are tensor columns (``type: tensor`` with ``dtype`` and ``shape``):
+``ingest`` reads a ``.npz`` of ``X`` and ``y`` or a folder of images, ``windows`` turns a
+series into sequence samples, and ``tensor_array`` stacks a loaded column into one array.
+
 All but the store glue (ingest and the dataset look-ups) is pure: it touches no store.
 """
 
 from keel.data._profile import profile
 from keel.data._read import SourceInfo, read_source
 from keel.data._schema import DEFAULT_NULL_VALUES, ColumnSchema, Schema, infer_schema
+from keel.data._tensor import tensor_array
 from keel.data._validate import ValidationResult, validate
 
 # ingest() is added by the store glue
@@ -27,6 +32,7 @@ __all__ = [
     "infer_schema",
     "profile",
     "read_source",
+    "tensor_array",
     "validate",
 ]
 
@@ -40,6 +46,7 @@ from keel.data._ingest import (  # noqa: E402
     load_profile,
     load_table,
 )
+from keel.data._windows import windows  # noqa: E402
 
 __all__ += [
     "Dataset",
@@ -50,4 +57,5 @@ __all__ += [
     "load_frame",
     "load_profile",
     "load_table",
+    "windows",
 ]

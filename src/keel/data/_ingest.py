@@ -107,11 +107,17 @@ def ingest(
     format: str | None = None,
     on_error: str = "raise",
     delimiter: str | None = None,
+    labels: str | Path | None = None,
 ) -> IngestResult:
     """Read ``source`` (CSV, Parquet) or run ``sql`` over files, validate against ``schema``
     (a Schema, a YAML path/text, or None to infer one), profile, and store the dataset.
-    ``delimiter``: a CSV file's field separator (default: sniffed, see ``read_source``)."""
-    from keel.data import infer_schema, profile, read_source, validate
+    ``delimiter``: a CSV file's field separator (default: sniffed, see ``read_source``).
+
+    A ``.npz`` file (arrays ``X`` and ``y``) or a folder of PNG/JPEG images (labelled by
+    sub-folder, or by ``labels``, a CSV of ``file,label``) becomes a dataset of kind
+    ``tensors``: a tensor column ``X`` and the target ``y`` (see ``keel.data._tensors``).
+    """
+    from keel.data import infer_schema, read_source, validate
 
     if on_error not in ON_ERROR:
         raise InvalidInput(f"on_error: expected one of {', '.join(ON_ERROR)}, got {on_error!r}")
@@ -120,6 +126,10 @@ def ingest(
     if name is None:
         name = Path(str(source)).stem if source is not None else "query"
     _check_name(name)
+    if sql is None and source is not None and _is_tensor_source(source, format):
+        return _ingest_tensors(store, source, name, labels, schema)
+    if labels is not None:
+        raise InvalidInput("labels: applies to a folder of images, not to a table source")
     schema = _load_schema(schema)
     raw, info = read_source(source, format=format, sql=sql, delimiter=delimiter)
     schema = schema or infer_schema(raw)
@@ -129,30 +139,78 @@ def ingest(
     good = result.good
     if good.num_rows == 0:
         raise InvalidInput(f"{info.uri}: no valid rows to store ({len(result.problems)} problems)")
+    bad = result.bad if result.bad is not None and result.bad.num_rows else None
+    ds, quarantine, warnings = store_dataset(
+        store, name, good, schema, kind="data", info=info, bad=bad
+    )
+    return IngestResult(ds, quarantine, list(result.problems), warnings)
+
+
+def _is_tensor_source(source: str | Path, format: str | None) -> bool:
+    path = Path(source).expanduser()
+    return format in ("npz", "images") or path.suffix.lower() == ".npz" or path.is_dir()
+
+
+def _ingest_tensors(
+    store: Store, source: str | Path, name: str, labels: Any, schema: Any
+) -> IngestResult:
+    from keel.data._tensors import label_warnings, read_images, read_npz
+
+    if schema is not None:
+        raise InvalidInput(
+            "schema: a .npz file or an image folder gets its schema from its arrays; "
+            "leave schema out"
+        )
+    if Path(source).expanduser().is_dir():
+        table, schema, info = read_images(source, labels=labels)
+    else:
+        if labels is not None:
+            raise InvalidInput("labels: applies to a folder of images; a .npz holds its own y")
+        table, schema, info = read_npz(source)
+    ds, _, warnings = store_dataset(store, name, table, schema, kind="tensors", info=info)
+    return IngestResult(ds, None, [], label_warnings(schema, table, info.name) + warnings)
+
+
+def store_dataset(
+    store: Store,
+    name: str,
+    good: pa.Table,
+    schema: Any,
+    *,
+    kind: str,
+    info: Any = None,
+    bad: pa.Table | None = None,
+    parents: tuple[tuple[str, str], ...] = (),
+) -> tuple[Dataset, Dataset | None, list[str]]:
+    """Profile ``good`` and record it (and ``bad`` as ``NAME.quarantine``) as datasets, with
+    lineage to the files of ``info`` (``read_from``) and to ``parents`` (``(sha, role)`` of
+    datasets it was derived from). Everything is encoded before the first write, and the
+    records land in one transaction."""
+    from keel.data import profile
+
     good_bytes = _parquet_bytes(good)
     stats = profile(good, schema)
     prof = json.dumps(stats, sort_keys=True).encode()
-    bad_bytes = (
-        _parquet_bytes(result.bad) if result.bad is not None and result.bad.num_rows else None
-    )
+    bad_bytes = _parquet_bytes(bad) if bad is not None else None
     # Everything is encoded: now write blobs, then the records in one transaction.
     good_sha = store.blobs.put_bytes(good_bytes)
     profile_sha = store.blobs.put_bytes(prof)
     bad_sha = store.blobs.put_bytes(bad_bytes) if bad_bytes else None
     schema_dict = schema.to_dict()
     with store.write() as conn:
-        sources = _record_sources(conn, info)
-        ds = _record(conn, name, good_sha, "data", good, schema_dict, profile_sha)
+        sources = _record_sources(conn, info) if info is not None else []
+        ds = _record(conn, name, good_sha, kind, good, schema_dict, profile_sha)
         for sha in sources:
             store.add_edge(conn, ("dataset", good_sha), ("source", sha), "read_from")
+        for sha, role in parents:
+            store.add_edge(conn, ("dataset", good_sha), ("dataset", sha), role)
         quarantine = None
-        if bad_sha:
-            quarantine = _record(
-                conn, f"{name}.quarantine", bad_sha, "quarantine", result.bad, {}, None
-            )
+        if bad_sha and bad is not None:
+            quarantine = _record(conn, f"{name}.quarantine", bad_sha, "quarantine", bad, {}, None)
             for sha in sources:
                 store.add_edge(conn, ("dataset", bad_sha), ("source", sha), "read_from")
-    return IngestResult(ds, quarantine, list(result.problems), _warnings(stats, info.name))
+    where = info.name if info is not None else name
+    return ds, quarantine, _warnings(stats, where)
 
 
 def _warnings(stats: dict[str, Any], where: str) -> list[str]:
@@ -301,7 +359,18 @@ def load_frame(store: Store, ref: str | Dataset) -> Any:
     for i, f in enumerate(table.schema):
         if pa.types.is_dictionary(f.type):
             table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
-    return table.to_pandas()
+    tensors = [f.name for f in table.schema if isinstance(f.type, pa.FixedShapeTensorType)]
+    if not tensors:
+        return table.to_pandas()
+    from keel.data._tensor import tensor_cells, to_ndarray
+
+    frame = table.drop_columns(tensors).to_pandas()
+    import pandas as pd
+
+    for name in tensors:
+        cells = tensor_cells(to_ndarray(table[name]))
+        frame[name] = pd.Series(cells, index=frame.index, dtype=object)
+    return frame[table.column_names]
 
 
 def load_profile(store: Store, ref: str | Dataset) -> dict[str, Any]:

@@ -38,6 +38,9 @@ def profile(
     add ``distinct``, ``top`` (the ``top_k`` most frequent values, most frequent first,
     ties by value) and ``other`` (the count of the remaining non-null values); ``string``
     adds ``length`` statistics; ``datetime`` adds ``min`` and ``max`` in ISO 8601.
+    ``tensor`` columns add ``dtype``, ``shape``, ``min``, ``max``, ``mean`` and ``std``
+    over all elements, and quantiles of each row's mean and std (``row_mean``,
+    ``row_std``; see ``keel.data._tensor.tensor_profile``).
     """
     columns = {c.name: _profile_column(_column(table, c), c, top_k, bins) for c in schema.columns}
     return {"version": PROFILE_VERSION, "rows": table.num_rows, "columns": columns}
@@ -64,7 +67,11 @@ def _column(table: pa.Table, col: ColumnSchema) -> pa.ChunkedArray:
 
 def _profile_column(arr: pa.ChunkedArray, col: ColumnSchema, top_k: int, bins: int) -> dict:
     stats: dict[str, Any] = {"type": col.type, "count": len(arr), "null_count": arr.null_count}
-    if col.type in ("int", "float"):
+    if col.type == "tensor":
+        from keel.data._tensor import tensor_profile
+
+        stats.update(tensor_profile(arr, col, QUANTILES))
+    elif col.type in ("int", "float"):
         stats.update(_numeric(arr, bins, as_int=col.type == "int"))
     elif col.type == "datetime":
         bounds = pc.min_max(arr).as_py()

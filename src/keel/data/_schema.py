@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
@@ -29,12 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from keel.data._cast import is_text, missing_mask, try_cast
 from keel.data._read import check_column_names
-from keel.data._types import ARROW_TYPES, DEFAULT_NULL_VALUES, LOGICAL_TYPES
+from keel.data._types import ARROW_TYPES, DEFAULT_NULL_VALUES, LOGICAL_TYPES, TENSOR_DTYPES
 from keel.errors import InvalidInput
 
 __all__ = ["DEFAULT_NULL_VALUES", "LOGICAL_TYPES", "ColumnSchema", "Schema", "infer_schema"]
 
-LogicalType = Literal["int", "float", "bool", "string", "category", "datetime"]
+LogicalType = Literal["int", "float", "bool", "string", "category", "datetime", "tensor"]
 SCHEMA_VERSION = 1
 
 
@@ -51,6 +52,10 @@ class ColumnSchema(BaseModel):
     max: int | float | None = None
     max_length: int | None = Field(default=None, ge=0)
     format: str | None = None
+    dtype: str | None = None
+    """A ``tensor`` column's element type, a NumPy name such as ``float32``."""
+    shape: list[int] | None = None
+    """A ``tensor`` column's per-row shape (no batch dimension), e.g. ``[1, 8, 8]``."""
     description: str | None = None
 
     @model_validator(mode="after")
@@ -70,11 +75,34 @@ class ColumnSchema(BaseModel):
             raise ValueError(f"max_length applies to string columns, not {self.type}")
         if self.format is not None and self.type != "datetime":
             raise ValueError(f"format applies to datetime columns, not {self.type}")
+        self._check_tensor()
         return self
+
+    def _check_tensor(self) -> None:
+        if self.type != "tensor":
+            if self.dtype is not None or self.shape is not None:
+                raise ValueError(f"dtype and shape apply to tensor columns, not {self.type}")
+            return
+        if self.dtype not in TENSOR_DTYPES:
+            raise ValueError(
+                f"a tensor column needs dtype, one of {', '.join(TENSOR_DTYPES)}; "
+                f"got {self.dtype!r}"
+            )
+        if self.shape is None or any(int(n) < 1 for n in self.shape):
+            raise ValueError(
+                f"a tensor column needs shape, its per-row shape as a list of positive "
+                f"sizes such as [1, 8, 8]; got {self.shape!r}"
+            )
+        if self.nullable:
+            raise ValueError("a tensor column cannot be nullable")
 
     @property
     def arrow_type(self) -> pa.DataType:
-        """The Arrow type a validated column has."""
+        """The Arrow type a validated column has (a tensor column: pyarrow's
+        ``fixed_shape_tensor`` extension type)."""
+        if self.type == "tensor":
+            value = pa.from_numpy_dtype(np.dtype(self.dtype))
+            return pa.fixed_shape_tensor(value, list(self.shape or []))
         return ARROW_TYPES[self.type]
 
 
@@ -280,6 +308,9 @@ def _infer_column(
         return ColumnSchema(name=name, type="bool", nullable=nullable)
     if pa.types.is_temporal(kind):
         return ColumnSchema(name=name, type="datetime", nullable=nullable)
+    if isinstance(kind, pa.FixedShapeTensorType):
+        dtype = np.dtype(kind.value_type.to_pandas_dtype()).name
+        return ColumnSchema(name=name, type="tensor", dtype=dtype, shape=list(kind.shape))
     if is_text(kind):
         return _infer_text(name, present, nullable, max_categories)
     raise InvalidInput(

@@ -134,6 +134,10 @@ class _Checked:
 
 
 def _check_column(raw: pa.ChunkedArray, col: ColumnSchema, nulls: Sequence[str]) -> _Checked:
+    if col.type == "tensor":
+        from keel.data._tensor import check_tensor_column
+
+        return _Checked(values=check_tensor_column(raw, col), findings=[])
     cast = cast_column(raw, col, nulls)
     found = [("unknown_category" if col.type == "category" else "wrong_type", cast.bad)]
     if not col.nullable:

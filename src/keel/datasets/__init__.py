@@ -13,6 +13,7 @@ import gzip
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from keel.errors import InvalidInput
@@ -22,8 +23,10 @@ __all__ = [
     "MONTHS",
     "adult",
     "bikeshare",
+    "digits",
     "write_adult_csv",
     "write_bikeshare_csv",
+    "write_digits_npz",
 ]
 
 ADULT_COLUMNS = [
@@ -108,3 +111,24 @@ def write_bikeshare_csv(folder: str | Path, parts: dict[str, list[str]]) -> dict
         bikeshare(months).to_csv(path, index=False)
         paths[name] = path
     return paths
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, offline): ``X`` float32
+    ``[N, 1, 8, 8]`` scaled to [0, 1] (the raw values are 0..16) and ``y`` int64 0..9."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (np.asarray(data.images, dtype=np.float32) / 16.0)[:, None, :, :]
+    return np.ascontiguousarray(x), np.asarray(data.target, dtype=np.int64)
+
+
+def write_digits_npz(folder: str | Path) -> Path:
+    """Write ``digits.npz`` (arrays ``X`` and ``y`` of :func:`digits`) into ``folder``, ready
+    for ``keel ingest digits.npz``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y = digits()
+    path = folder / "digits.npz"
+    np.savez_compressed(path, X=x, y=y)
+    return path
