@@ -1,0 +1,156 @@
+"""PyTorch in keel: the trainer's overhead against a plain PyTorch loop, in one run.
+
+Trainer overhead: the same network (keel's ``cnn`` on the 8x8 digits, keel's ``mlp`` on
+Adult's transformed features), the same data, optimiser (Adam), batch size and number of
+epochs; seconds per epoch, median over the epochs after the first (warm-up):
+
+* ``keel``: :class:`keel.train._torch.TorchEstimator` — a training pass, then the validation
+  pass and the per-epoch record (train/val loss and the task metric), early-stopping
+  bookkeeping and a copy of the best weights;
+* ``plain``: the loop a user would write: shuffle, mini-batches, ``loss.backward()``,
+  ``opt.step()`` — over the same training rows, with the same tensor indexing (no
+  DataLoader, which would only make the plain loop slower).
+
+    .venv/bin/python bench/bench_torch.py      # writes bench/results/torch.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from _common import machine, median, table, write_results
+
+PACKAGES = ("keel", "torch", "numpy", "onnxruntime")
+GOAL_OVERHEAD = 1.10  # issue 12: keel's epoch time <= 1.10x a plain loop
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.images / 16.0).astype(np.float32)[:, None], d.target
+
+
+def _adult() -> tuple[np.ndarray, np.ndarray]:
+    from keel.datasets import adult
+    from keel.features import FeatureSpec, compile_spec
+
+    df = adult("train")
+    target = "income"
+    types = {
+        c: ("float" if pd.api.types.is_numeric_dtype(df[c]) else "string")
+        for c in df.columns
+        if c != target
+    }
+    spec = FeatureSpec.infer(types, target=target)
+    d = spec.to_dict()
+    numeric = [c for c, t in types.items() if t == "float"]
+    d["steps"].append({"op": "scale", "columns": numeric, "method": "standard"})
+    X = compile_spec(FeatureSpec.from_dict(d), list(types)).fit_transform(df[list(types)])
+    return np.asarray(X, dtype=np.float32), df[target].astype(str).to_numpy()
+
+
+def _keel_epochs(arch: str, X: np.ndarray, y: np.ndarray, epochs: int, **kw: Any) -> list[float]:
+    import torch
+
+    from keel.train._torch import TorchEstimator
+
+    torch.set_num_threads(1)
+    est = TorchEstimator(arch, epochs=epochs, patience=epochs + 1, device="cpu", **kw)
+    est.fit(X, y)
+    return [r["seconds"] for r in est.history_]
+
+
+def _plain_epochs(arch: str, X: np.ndarray, y: np.ndarray, epochs: int, **kw: Any) -> list[float]:
+    """The loop a user writes by hand, on the rows keel trains on (its 90% split)."""
+    import torch
+
+    from keel.train._torch import TorchEstimator
+
+    torch.set_num_threads(1)
+    ref = TorchEstimator(arch, epochs=1, patience=2, device="cpu", **kw)
+    classes, target = np.unique(y, return_inverse=True)
+    tr, _ = ref._split(target)
+    kwargs = ref._arch_kwargs(X, len(classes), target)
+    from keel.models._torch_nets import ARCHITECTURES
+
+    torch.manual_seed(0)
+    net = ARCHITECTURES[arch](**kwargs)
+    opt = torch.optim.Adam(net.parameters(), lr=ref.lr)
+    Xt, yt = torch.from_numpy(X[tr]), torch.as_tensor(target[tr], dtype=torch.long)
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(tr), generator=gen)
+        for i in range(0, len(tr), ref.batch_size):
+            b = order[i : i + ref.batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(net(Xt[b]), yt[b])
+            loss.backward()
+            opt.step()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def overhead(epochs: int) -> list[dict[str, Any]]:
+    cases = [
+        ("cnn on digits", "cnn", _digits(), {"batch_size": 64}),
+        ("mlp on Adult", "mlp", _adult(), {"batch_size": 256}),
+    ]
+    rows = []
+    for label, arch, (X, y), kw in cases:
+        # interleave the two so drift in the machine's speed hits both alike
+        keel_s, plain_s = [], []
+        for _ in range(2):
+            keel_s += _keel_epochs(arch, X, y, epochs, **kw)[1:]
+            plain_s += _plain_epochs(arch, X, y, epochs, **kw)[1:]
+        k, p = median(keel_s), median(plain_s)
+        rows.append(
+            {
+                "case": label,
+                "rows": int(len(X)),
+                "epochs_timed": len(keel_s),
+                "keel_s_per_epoch": k,
+                "plain_s_per_epoch": p,
+                "ratio": k / p,
+                "goal": GOAL_OVERHEAD,
+                "meets_goal": k / p <= GOAL_OVERHEAD,
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=6)
+    args = ap.parse_args(argv)
+    rows = overhead(args.epochs)
+    results = {"machine": machine(PACKAGES), "trainer_overhead": rows, "threads": 1}
+    path = write_results("torch", results)
+    print(
+        table(
+            ["case", "keel s/epoch", "plain s/epoch", "keel / plain", "goal"],
+            [
+                [
+                    r["case"],
+                    f"{r['keel_s_per_epoch']:.4f}",
+                    f"{r['plain_s_per_epoch']:.4f}",
+                    f"{r['ratio']:.3f}x",
+                    f"<= {r['goal']}x",
+                ]
+                for r in rows
+            ],
+        )
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
