@@ -68,3 +68,57 @@ def test_exported_onnx_model_passes_check_model(adult_sample, kind):
     model = OnnxModel(graph, "classification", schema, native.classes_)
     X = df.iloc[1000:1200][[c["name"] for c in schema]]
     check_model(model, X, blobs=MemoryBlobStore())
+
+
+# --------------------------------------------------------------------------- torch kinds
+# The same suite, unchanged, on PyTorch networks: tabular (torch-mlp, through keel's feature
+# transform) and tensor inputs (a frame whose column holds one array per row).
+
+TORCH_FAST = {"epochs": 2, "batch_size": 64}
+
+
+def _tensor_prep(X, y, task):
+    import pandas as pd
+
+    shape = list(X.shape[1:])
+    df = pd.DataFrame({"X": list(X), "y": y})
+    schema = [{"name": "X", "type": "tensor", "dtype": "float32", "shape": shape}]
+    cut = int(len(df) * 0.8)
+    return df, Prepared(df.iloc[:cut], df.iloc[cut:], "y", task, None, schema)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_torch_mlp_passes_check_model(adult_sample, task):
+    pytest.importorskip("torch")
+    df, spec, schema = adult_sample
+    if task == "regression":
+        schema = [c for c in schema if c["name"] != "age"]
+        spec = _load_spec(None, {c["name"]: c["type"] for c in schema}, "age", scale=True)
+        target = "age"
+    else:
+        target = "income"
+    prep = Prepared(df.iloc[:1000], df.iloc[1000:], target, task, spec, schema)
+    model = build_model(prep, "torch-mlp", TORCH_FAST, seed=0)
+    check_model(model, df.iloc[1000:1200][[c["name"] for c in schema]], blobs=MemoryBlobStore())
+
+
+def test_torch_cnn_passes_check_model():
+    pytest.importorskip("torch")
+    from keel.datasets import digits
+
+    X, y = digits()
+    df, prep = _tensor_prep(X[:600], y[:600], "classification")
+    model = build_model(prep, "torch-cnn", {**TORCH_FAST, "channels": [8, 16]}, seed=0)
+    check_model(model, df.iloc[500:560][["X"]], blobs=MemoryBlobStore())
+
+
+def test_torch_seq_passes_check_model():
+    pytest.importorskip("torch")
+    import numpy as np
+
+    t = np.arange(700, dtype=np.float32)
+    series = 10 + 5 * np.sin(2 * np.pi * t / 24)
+    X = np.stack([series[i - 48 : i] for i in range(48, len(series))])
+    df, prep = _tensor_prep(X, series[48:], "regression")
+    model = build_model(prep, "torch-seq", {**TORCH_FAST, "layers": 2}, seed=0)
+    check_model(model, df.iloc[-50:][["X"]], blobs=MemoryBlobStore())

@@ -23,9 +23,17 @@ __all__ = ["BlobStore", "Executor", "Model", "Notifier"]
 class Model(Protocol):
     """A fitted model behind one contract.
 
-    ``input_schema``: ``[{"name": ..., "type": ...}, ...]`` of the raw columns it reads.
+    ``input_schema``: ``[{"name": ..., "type": ...}, ...]`` of the raw inputs it reads:
+    columns of scalars (``type`` int, float, bool, string, category, datetime) or named
+    tensors (``type`` ``"tensor"`` with the per-row ``shape`` and the ``dtype``, e.g.
+    ``{"name": "X", "type": "tensor", "dtype": "float32", "shape": [1, 8, 8]}``; the batch
+    dimension is implied).
+    ``X`` is a DataFrame of those columns (a tensor column holds one array per row), or, for
+    tensor inputs, a mapping of name to ``[N, *shape]`` array (one array where the model
+    reads one tensor).
     ``output_schema``: ``{"task": ..., "classes": [...] or None, "outputs": [...]}``.
-    ``tags``: capabilities as data, e.g. ``{"predict_proba": True, "allow_nan": True}``.
+    ``tags``: capabilities as data, e.g. ``{"predict_proba": True, "allow_nan": True,
+    "tensor_inputs": False, "differentiable": False}``.
     """
 
     task: str
@@ -33,9 +41,9 @@ class Model(Protocol):
     output_schema: dict[str, Any]
     tags: dict[str, Any]
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray: ...
+    def predict(self, X: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray: ...
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
+    def predict_proba(self, X: pd.DataFrame | Mapping[str, np.ndarray]) -> np.ndarray: ...
 
 
 @runtime_checkable
