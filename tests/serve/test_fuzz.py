@@ -6,13 +6,17 @@ be nothing found: no 5xx, no response the document does not describe."""
 from __future__ import annotations
 
 from collections import Counter
+from importlib.util import find_spec
 
 import pytest
 
 from keel import registry
+from keel.data import ingest
+from keel.datasets import write_digits_npz
 from keel.serve import ApiKey, KeyRing, start
 from keel.train import train
 from tests.serve._support import adult_store, call_json, train_lgb
+from tests.serve._tensor_support import train_cnn
 
 MAX_EXAMPLES = 25
 MAX_ROWS = 50
@@ -23,7 +27,9 @@ REJECTED = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
 ACCEPTED = ["2xx", "3xx", 401, 403, 404, 409, 429]
 # Inference bodies have rules JSON Schema cannot state: every column as long as the others,
 # a tensor's data as long as its shape, every model input given. A body the document allows
-# that breaks one of them is refused with 422 naming the field, as the document says.
+# that breaks one of them is refused with 422 naming the field, as the document says; a
+# tensor inside dataframe_split's positional data cannot be given its shape there, and one of
+# another shape is refused with 400 (invalid_tensor), as the document says too.
 CROSS_FIELD = r"^(/invocations|/v2/models/\{name\}(/versions/\{version\})?/infer)$"
 
 
@@ -34,19 +40,24 @@ def store(tmp_path_factory):
     train_lgb(store, "adult")
     age = train(store, "adult", "age", params={"n_estimators": 10}, seed=2).register(store, "age")
     registry.set_alias(store, age.ref, "production")
+    if find_spec("torch") is not None:  # a tensor model: the digits CNN
+        ingest(store, write_digits_npz(root), name="digits")
+        train_cnn(store, epochs=1)
     yield store
     store.close()
 
 
 @pytest.fixture(
     scope="module",
-    params=["adult", "age"],
-    ids=["classifier-with-api-keys", "regressor-without-keys"],
+    params=["adult", "age", "digits"],
+    ids=["classifier-with-api-keys", "regressor-without-keys", "tensor-classifier"],
 )
 def server(request, store):
     """A classifier behind API keys (an admin key, so every route is reached), or a
     regressor with no keys: both shapes of the document and of every answer."""
     keys, auth = None, {}
+    if request.param == "digits" and find_spec("torch") is None:
+        pytest.skip("the tensor model needs keel[torch]")
     if request.param == "adult":
         token, key = ApiKey.create("fuzzer", ["admin"])
         keys, auth = KeyRing([key]), {"Authorization": f"Bearer {token}"}
@@ -87,7 +98,9 @@ def _config(url: str, auth: dict[str, str]) -> object:
             "operations": [
                 {
                     "include-path-regex": CROSS_FIELD,
-                    "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, 422]}},
+                    "checks": {
+                        "positive_data_acceptance": {"expected-statuses": [*ACCEPTED, 400, 422]}
+                    },
                 }
             ],
         }

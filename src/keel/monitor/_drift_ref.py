@@ -5,6 +5,11 @@ edges for PSI, and the full data's range, mean, standard deviation and null coun
 categorical column keeps every category's count. Current windows are read with the same
 rules (:func:`numeric_values`, :func:`category_counts`), which reject values of the wrong
 type with a message naming the column.
+
+A tensor column (images, windows of a series) is compared through its per-row summaries,
+the columns the prediction log keeps of served tensors (``X.mean``, ``X.std``, ``X.min``,
+``X.max``, and ``X.last`` for a sequence; see :mod:`keel.serve._tensors`): each is a numeric
+column of the reference.
 """
 
 from __future__ import annotations
@@ -89,6 +94,9 @@ class Reference:
         cols: dict[str, NumericColumn | CategoricalColumn] = {}
         for name in df.columns:
             s = df[name]
+            if _holds_arrays(s):
+                cols.update(_tensor_summaries(str(name), s, None, rows))
+                continue
             kind = _frame_type(s)
             if kind is None:
                 continue
@@ -120,6 +128,8 @@ class Reference:
                 cols[name] = _numeric(name, df[name], typ, rows, stats)
             elif typ in CATEGORICAL_TYPES:
                 cols[name] = _categorical(name, df[name], typ, stats)
+            elif typ == "tensor":
+                cols.update(_tensor_summaries(name, df[name], spec, rows))
         source = {"kind": "dataset", "ref": ds.ref, "sha": ds.sha, "sample": sample_rows}
         return cls(cols, int(prof.get("rows", len(df))), source | {"seed": seed})
 
@@ -154,6 +164,33 @@ def _sample_rows(n: int, sample: int | None, seed: int) -> np.ndarray | None:
         raise InvalidInput(f"sample: expected a positive number of rows, got {sample}")
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=sample, replace=False))
+
+
+def _holds_arrays(s: pd.Series) -> bool:
+    """Whether an object column holds one array per row (a loaded tensor column)."""
+    if s.dtype != object:
+        return False
+    first = s.first_valid_index()
+    return first is not None and isinstance(s[first], np.ndarray)
+
+
+def _tensor_summaries(
+    name: str, s: pd.Series, entry: Mapping[str, Any] | None, rows: np.ndarray | None
+) -> dict[str, NumericColumn]:
+    """A tensor column's per-row summaries as numeric reference columns (``X.mean``, ...)."""
+    from keel.data import tensor_array
+    from keel.serve._tensors import TensorInput, summaries, summary_names
+
+    if entry is None:
+        first = s[s.first_valid_index()]
+        entry = {"type": "tensor", "dtype": str(first.dtype), "shape": list(first.shape)}
+    entry = {**entry, "name": name}
+    t = TensorInput.from_entry(entry)
+    values = summaries(t, tensor_array(s, entry))
+    return {
+        col: _numeric(col, pd.Series(values[:, j]), "float", rows, None)
+        for j, col in enumerate(summary_names(t))
+    }
 
 
 def _frame_type(s: pd.Series) -> str | None:

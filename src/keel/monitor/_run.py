@@ -272,8 +272,16 @@ def _expected_inputs(mv: Any, reference: Any) -> list[str]:
     """The columns served traffic should carry: the served version's inputs that the
     reference knows. The training data's target (and any other column the model does not
     take) is not an input, so its absence from traffic is no data-quality issue."""
+    from keel.serve._tensors import TensorInput, summary_names
+
     known = set(reference.columns)
-    names = [str(c["name"]) for c in mv.input_schema or []]
+    names = [
+        n
+        for c in mv.input_schema or []
+        for n in (
+            summary_names(TensorInput.from_entry(c)) if c.get("type") == "tensor" else [c["name"]]
+        )
+    ]
     if not names:  # a version without a recorded input schema: every reference column
         return list(reference.columns)
     return [n for n in names if n in known]

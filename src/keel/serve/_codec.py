@@ -5,6 +5,9 @@ Rows are built straight from the JSON values (no pandas) into a block of two arr
 :mod:`keel.export`), one type check and one conversion per block on the common path.
 Every bad value is reported, up to :data:`MAX_DETAILS`, as ``{"row", "field", "expected",
 "got"}``; ``null`` is a missing value, an absent field is an error.
+
+A tensor input (an image, a window of a series) is one value per row, nested arrays of its
+declared per-row shape; see :mod:`keel.serve._tensors`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 
 from keel.export import onnx_input_type
 from keel.serve._errors import ServeError
+from keel.serve._tensors import TensorInput, summaries, summary_names, tensor_from_rows
 
 __all__ = [
     "MAX_DETAILS",
@@ -42,30 +46,37 @@ _TEXT_OK = frozenset({str, type(None)})
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The model's raw columns and what each expects: ``number``, ``boolean`` or ``string``.
+    """The model's raw inputs and what each expects: ``number``, ``boolean``, ``string``
+    or ``tensor`` (see :attr:`tensors` for a tensor's shape and dtype).
 
     Inside the server a request's rows travel as a *block*: ``{"num": float32 [n, k_num],
-    "text": object [n, k_text]}`` in the order of :attr:`num_names` and :attr:`text_names`
-    (cheap to build from JSON rows and to merge across requests); :meth:`graph_feed`
-    turns a block into the graph's one-input-per-column feed.
+    "text": object [n, k_text]}`` in the order of :attr:`num_names` and :attr:`text_names`,
+    plus ``"tensor:NAME": float32 [n, *shape]`` per tensor input (cheap to build from JSON
+    rows and to merge across requests); :meth:`graph_feed` turns a block into the graph's
+    feed.
     """
 
     names: tuple[str, ...]
     kinds: tuple[str, ...]
+    tensors: tuple[TensorInput, ...] = ()
 
     @classmethod
     def from_schema(cls, schema: list[dict[str, Any]]) -> InputSpec:
-        kinds = []
+        kinds, tensors = [], []
         for col in schema:
-            if onnx_input_type(col) == "string":
+            if col.get("type") == "tensor":
+                kinds.append("tensor")
+                tensors.append(TensorInput.from_entry(col))
+            elif onnx_input_type(col) == "string":
                 kinds.append("string")
             else:
                 kinds.append("boolean" if col.get("type") == "bool" else "number")
-        return cls(tuple(str(c["name"]) for c in schema), tuple(kinds))
+        return cls(tuple(str(c["name"]) for c in schema), tuple(kinds), tuple(tensors))
 
     @cached_property
     def num_names(self) -> tuple[str, ...]:
-        return tuple(n for n, k in zip(self.names, self.kinds, strict=True) if k != "string")
+        kinds = ("number", "boolean")
+        return tuple(n for n, k in zip(self.names, self.kinds, strict=True) if k in kinds)
 
     @cached_property
     def text_names(self) -> tuple[str, ...]:
@@ -78,36 +89,80 @@ class InputSpec:
         """``n`` rows of zeros and empty strings: enough to warm a session."""
         text = np.empty((n, len(self.text_names)), dtype=object)
         text[...] = ""
-        return {"num": np.zeros((n, len(self.num_names)), dtype=np.float32), "text": text}
+        block = {"num": np.zeros((n, len(self.num_names)), dtype=np.float32), "text": text}
+        for t in self.tensors:
+            block[t.key] = np.zeros((n, *t.shape), dtype=np.float32)
+        return block
 
     def graph_feed(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The graph's feed: one contiguous ``[n, 1]`` array per column."""
+        """The graph's feed: one contiguous ``[n, 1]`` array per column, and each tensor
+        ``[n, *shape]``."""
         num, text = block["num"], block["text"]
         n = len(num)
         feed = dict(zip(self.num_names, np.ascontiguousarray(num.T).reshape(-1, n, 1), strict=True))
         feed.update(
             zip(self.text_names, np.ascontiguousarray(text.T).reshape(-1, n, 1), strict=True)
         )
+        for t in self.tensors:
+            feed[t.name] = np.ascontiguousarray(block[t.key], dtype=np.float32)
         return feed
 
     def rows(self, block: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-        """The block's rows as dicts in schema order, missing values as None."""
+        """The block's rows as dicts in schema order, missing values as None (a tensor as
+        nested lists)."""
         nums = [[None if v != v else v for v in r] for r in block["num"].tolist()]
         texts = [[None if v == "" else v for v in r] for r in block["text"].tolist()]
         num_names, text_names = self.num_names, self.text_names
+        tensors = [(t.name, block[t.key].tolist()) for t in self.tensors]
         out = []
-        for num, text in zip(nums, texts, strict=True):
+        for i, (num, text) in enumerate(zip(nums, texts, strict=True)):
             row = dict(zip(num_names, num, strict=True))
             row.update(zip(text_names, text, strict=True))
+            row.update((name, values[i]) for name, values in tensors)
             out.append({n: row[n] for n in self.names})
+        return out
+
+    @cached_property
+    def log_names(self) -> tuple[str, ...]:
+        """The prediction log's input columns: each column as is, each tensor as its
+        summaries (``X.mean``, ``X.std``, ...), in schema order."""
+        by_name = {t.name: summary_names(t) for t in self.tensors}
+        return tuple(c for n in self.names for c in by_name.get(n, (n,)))
+
+    def log_numbers(self, block: dict[str, np.ndarray]) -> tuple[tuple[str, ...], np.ndarray]:
+        """The number columns the prediction log keeps of a block: the number columns and
+        every tensor's per-row summaries (never the raw tensor), with their names."""
+        if not self.tensors:
+            return self.num_names, block["num"]
+        parts = [block["num"].astype(np.float64)]
+        names = list(self.num_names)
+        for t in self.tensors:
+            parts.append(summaries(t, block[t.key]))
+            names += summary_names(t)
+        return tuple(names), np.hstack(parts)
+
+    def log_rows(self, block: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """The block's rows as the prediction log keeps them (tensors as summaries)."""
+        if not self.tensors:
+            return self.rows(block)
+        names, numbers = self.log_numbers(block)
+        texts = [[None if v == "" else v for v in r] for r in block["text"].tolist()]
+        out = []
+        for num, text in zip(numbers.tolist(), texts, strict=True):
+            row = dict(zip(names, [None if v != v else v for v in num], strict=True))
+            row.update(zip(self.text_names, text, strict=True))
+            out.append({n: row[n] for n in self.log_names})
         return out
 
     def json_schema(self) -> dict[str, Any]:
         """One row as a JSON Schema object (for the OpenAPI document); a boolean column also
-        takes numbers (0 and 1), as the server does."""
+        takes numbers (0 and 1), as the server does; a tensor is nested arrays of numbers of
+        its declared shape."""
         types = {"string": ["string"], "number": ["number"], "boolean": ["boolean", "number"]}
+        tensors = {t.name: t for t in self.tensors}
         props = {
-            n: {"type": [*types[k], "null"]} for n, k in zip(self.names, self.kinds, strict=True)
+            n: tensors[n].json_schema() if k == "tensor" else {"type": [*types[k], "null"]}
+            for n, k in zip(self.names, self.kinds, strict=True)
         }
         return {"type": "object", "properties": props, "required": list(self.names)}
 
@@ -218,6 +273,8 @@ def feed_from_records(rows: Any, spec: InputSpec, where: str = "rows") -> dict[s
         if type(row) is not dict:
             problems.add(i, None, "an object", row)
     problems.raise_if_any()
+    if spec.tensors:
+        return _mixed_block({n: [r.get(n, MISSING) for r in rows] for n in spec.names}, spec)
     try:
         num = [[r[n] for n in spec.num_names] for r in rows]
         text = [[r[n] for n in spec.text_names] for r in rows]
@@ -285,9 +342,32 @@ def _slow_block(columns: Mapping[str, list[Any]], spec: InputSpec) -> dict[str, 
     }
 
 
-def block_from_columns(built: Mapping[str, np.ndarray], spec: InputSpec) -> dict[str, np.ndarray]:
-    """The block from per-column ``[n, 1]`` arrays already checked."""
-    n = len(next(iter(built.values())))
+def _mixed_block(columns: Mapping[str, list[Any]], spec: InputSpec) -> dict[str, np.ndarray]:
+    """The block of a model with tensor inputs, from one list of values per input: columns
+    as in :func:`_slow_block`, each tensor from its rows' nested arrays."""
+    problems = Problems()
+    n = len(columns[spec.names[0]])
+    built = {}
+    for t in spec.tensors:
+        for i, v in enumerate(columns[t.name]):
+            if v is MISSING or v is None:
+                problems.add(i, t.name, f"an array of shape {list(t.shape)}", v)
+    for name, kind in zip(spec.names, spec.kinds, strict=True):
+        if kind != "tensor":
+            built[name] = column(name, kind, columns[name], problems)
+    problems.raise_if_any()
+    block = block_from_columns(built, spec, n)
+    for t in spec.tensors:
+        block[t.key] = tensor_from_rows(t, columns[t.name])
+    return block
+
+
+def block_from_columns(
+    built: Mapping[str, np.ndarray], spec: InputSpec, n: int | None = None
+) -> dict[str, np.ndarray]:
+    """The block from per-column ``[n, 1]`` arrays already checked (tensors not included)."""
+    if n is None:
+        n = len(next(iter(built.values())))
     nums = [built[c] for c in spec.num_names]
     texts = [built[c] for c in spec.text_names]
     return {
@@ -323,6 +403,8 @@ def _feed_columns(columns: Mapping[str, Any], spec: InputSpec) -> dict[str, np.n
             problems.add(None, name, f"an array of {n or 'at least 1'} values", f"{len(values)}")
     problems.raise_if_any()
     assert n is not None
+    if spec.tensors:
+        return _mixed_block(columns, spec)
     num = [columns[c] for c in spec.num_names]
     text = [columns[c] for c in spec.text_names]
     block = fast_columns(num, text, n)
@@ -351,6 +433,8 @@ def feed_from_split(split: Any, spec: InputSpec) -> dict[str, np.ndarray]:
     for c in lacking:
         problems.add(None, c, f"a column named {c!r}", "missing")
     problems.raise_if_any()
+    if spec.tensors:
+        return _mixed_block({c: [row[index[c]] for row in data] for c in spec.names}, spec)
     num_idx = [index[c] for c in spec.num_names]
     text_idx = [index[c] for c in spec.text_names]
     num = [[row[j] for j in num_idx] for row in data]
@@ -392,4 +476,5 @@ def _too_big(v: Any) -> bool:
 
 
 def _expected(kind: str) -> str:
-    return {"string": "a string", "boolean": "a boolean", "number": "a number"}[kind]
+    kinds = {"string": "a string", "boolean": "a boolean", "number": "a number"}
+    return kinds.get(kind, "a tensor")

@@ -21,6 +21,7 @@ STATUS: dict[str, int] = {
     "too_many_rows": 413,
     "unsupported_media_type": 415,
     "invalid_input": 422,
+    "invalid_tensor": 400,  # a tensor of another shape or datatype than declared, or NaN
     "internal": 500,
     "not_ready": 503,
 }

@@ -20,6 +20,7 @@ from keel.serve._codec import (
     fast_columns,
 )
 from keel.serve._errors import ServeError
+from keel.serve._tensors import tensor_from_oip
 
 __all__ = [
     "decode_inputs",
@@ -60,7 +61,9 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes |
 
 
 def decode_inputs(request: Any, spec: InputSpec, binary: bytes | None) -> dict[str, np.ndarray]:
-    """The feed from ``{"inputs": [{"name", "shape", "datatype", "data"}, ...]}``."""
+    """The feed from ``{"inputs": [{"name", "shape", "datatype", "data"}, ...]}``. A column
+    is shape ``[N]`` or ``[N, 1]``; a tensor input its declared ``[N, *shape]`` and datatype
+    (see :func:`keel.serve._tensors.tensor_from_oip`)."""
     tensors = request.get("inputs") if isinstance(request, dict) else None
     if not isinstance(tensors, list) or not tensors:
         raise ServeError(
@@ -69,6 +72,8 @@ def decode_inputs(request: Any, spec: InputSpec, binary: bytes | None) -> dict[s
             [{"field": "inputs", "expected": "an array of tensors", "got": describe(tensors)}],
         )
     problems, kinds = Problems(), dict(zip(spec.names, spec.kinds, strict=True))
+    by_tensor = {t.name: t for t in spec.tensors}
+    arrays: dict[str, np.ndarray] = {}  # the tensor inputs' batches
     feed: dict[str, np.ndarray] = {}
     offset, n_rows = 0, None
     for t in tensors:
@@ -90,6 +95,14 @@ def decode_inputs(request: Any, spec: InputSpec, binary: bytes | None) -> dict[s
         if name not in kinds:
             problems.add(None, name, f"one of the model's inputs ({', '.join(spec.names)})", name)
             continue
+        if name in by_tensor:
+            arr = tensor_from_oip(by_tensor[name], shape, datatype, t.get("data"), raw)
+            if n_rows is not None and len(arr) != n_rows:
+                problems.add(None, name, f"{n_rows} rows like the other inputs", len(arr))
+                continue
+            n_rows = len(arr)
+            arrays[name] = arr
+            continue
         if not _shape_ok(shape):
             problems.add(None, name, "shape [N] or [N, 1]", shape)
             continue
@@ -102,10 +115,23 @@ def decode_inputs(request: Any, spec: InputSpec, binary: bytes | None) -> dict[s
         if values is not None:
             feed[name] = values
     for name in spec.names:
-        if name not in feed and not any(d.get("field") == name for d in problems.items):
-            problems.add(None, name, f"an input tensor of {_oip_type(kinds[name])}", "missing")
+        given = name in feed or name in arrays
+        if not given and not any(d.get("field") == name for d in problems.items):
+            datatype = by_tensor[name].datatype if name in by_tensor else _oip_type(kinds[name])
+            problems.add(None, name, f"an input tensor of {datatype}", "missing")
     problems.raise_if_any()
     assert n_rows is not None
+    if arrays:
+        built = {
+            n: _binary_column(n, v, problems)
+            if isinstance(v, np.ndarray)
+            else column(n, kinds[n], v, problems)
+            for n, v in feed.items()
+        }
+        problems.raise_if_any()
+        block = block_from_columns(built, spec, n_rows)
+        block.update((by_tensor[n].key, arr) for n, arr in arrays.items())
+        return block
     if not any(isinstance(v, np.ndarray) for v in feed.values()):
         num = [feed[c] for c in spec.num_names]
         block = fast_columns(num, [feed[c] for c in spec.text_names], n_rows)

@@ -5,11 +5,15 @@ status with the codes behind it (``{"error": {...}}``; on ``/v2`` the Open Infer
 Protocol's flat ``{"error": message, "code", ...}``). Path and query parameters that name a
 model list the served names. Request bodies are as exact as JSON Schema allows; what it
 cannot say (columns of equal length, a tensor's data as long as its shape, every input
-present) is in the operation's description and answered with 422.
+present) is in the operation's description and answered with 422. A model's tensor input is
+described with its declared shape: nested arrays of that shape in a row, and on ``/v2`` its
+``[N, *shape]`` and datatype; another shape or datatype is answered with 400
+``invalid_tensor``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from keel.serve._codec import F32_OVERFLOW
@@ -173,7 +177,8 @@ _STATIC = {
 def _row(spec: Any, title: str) -> dict[str, Any]:
     """One row as JSON Schema: every column required, numbers that are finite as float32."""
     row = {**spec.json_schema(), "title": title}
-    numbers = [n for n, k in zip(spec.names, spec.kinds, strict=True) if k != "string"]
+    kinds = ("number", "boolean")
+    numbers = [n for n, k in zip(spec.names, spec.kinds, strict=True) if k in kinds]
     if numbers:
         bounded = {"exclusiveMinimum": -F32_OVERFLOW, "exclusiveMaximum": F32_OVERFLOW}
         row["allOf"] = [{"properties": dict.fromkeys(numbers, bounded)}]
@@ -193,11 +198,21 @@ def _columns(row: dict[str, Any], max_rows: int) -> dict[str, Any]:
     return out
 
 
-def _inference(rows: list[dict[str, Any]], inputs: list[str], max_rows: int) -> dict[str, Any]:
-    """The request bodies of the three inference protocols."""
+def _inference(
+    rows: list[dict[str, Any]],
+    inputs: list[str],
+    max_rows: int,
+    tensors: Sequence[Any] = (),
+    explains: bool = True,
+) -> dict[str, Any]:
+    """The request bodies of the three inference protocols (``inputs``: the served column
+    inputs; ``tensors``: the served tensor inputs; ``explains``: whether a served model
+    reads columns, which the server explains)."""
     row = {"oneOf": rows} if rows else {"type": "object"}
     records = {"type": "array", "items": _ref("Row"), "minItems": 1, "maxItems": max_rows}
     scalar = {"type": ["number", "string", "boolean", "null"]}
+    if tensors:  # a tensor is a row's value in dataframe_split's data too
+        scalar = {"type": ["number", "string", "boolean", "null", "array"]}
     by_column = [_columns(r, max_rows) for r in rows]
     columns = {"oneOf": by_column} if by_column else {"type": "object"}
     split = _object(
@@ -211,21 +226,27 @@ def _inference(rows: list[dict[str, Any]], inputs: list[str], max_rows: int) -> 
         "minItems": 1,
         "maxItems": 2,
     }
+    binary = _object(binary_data_size={"type": "integer", "minimum": 0})
     tensor = _object(
         ("name", "shape", "datatype"),
-        name={"enum": inputs} if inputs else _STR,
+        name={"enum": inputs} if inputs or not tensors else _STR,
         shape=shapes,
         datatype={"enum": _DATATYPES},
         data={"type": "array"},
-        parameters=_object(binary_data_size={"type": "integer", "minimum": 0}),
+        parameters=binary,
     )
+    if tensors:
+        declared = [_v2_tensor(t, max_rows, binary) for t in tensors]
+        tensor = {"oneOf": ([tensor] if inputs else []) + declared}
     return {
         "Row": row,
         "PredictRequest": _object(
             ("rows",),
             rows=records,
             key={"type": ["string", "integer", "null"]},
-            explain={"type": "boolean"},
+            explain={"type": "boolean"}
+            if explains
+            else {"const": False, "description": "tensor models are not explained here"},
         ),
         "InvocationsRequest": {"oneOf": [_mlflow(f, split, records, columns) for f in _FORMATS]},
         "V2Tensor": tensor,
@@ -240,6 +261,28 @@ def _inference(rows: list[dict[str, Any]], inputs: list[str], max_rows: int) -> 
             parameters=_object(binary_data_output=_BOOL),
         ),
     }
+
+
+def _v2_tensor(t: Any, max_rows: int, binary: dict[str, Any]) -> dict[str, Any]:
+    """An OIP v2 tensor of a tensor input: its name, ``[N, *shape]`` and datatype."""
+    dims = [{"type": "integer", "minimum": 1, "maximum": max_rows}, *map(_const, t.shape)]
+    return _object(
+        ("name", "shape", "datatype"),
+        name=_const(t.name),
+        shape={
+            "type": "array",
+            "prefixItems": dims,
+            "minItems": len(dims),
+            "maxItems": len(dims),
+        },
+        datatype=_const(t.datatype),
+        data={"type": "array"},
+        parameters=binary,
+    )
+
+
+def _const(value: Any) -> dict[str, Any]:
+    return {"const": value}
 
 
 def _mlflow(fmt: str, split: Any, records: Any, columns: Any) -> dict[str, Any]:
@@ -259,7 +302,7 @@ def _errors_of(e: Any, keys: bool) -> list[str]:
     if e.body:
         codes += ["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_input"]
         if e.request is not None:
-            codes.append("too_many_rows")
+            codes += ["too_many_rows", "invalid_tensor"]
     return codes + list(e.errors)
 
 
@@ -318,7 +361,10 @@ def _operation(e: Any, keys: bool, params: list[dict[str, Any]]) -> dict[str, An
     if e.request in ("InvocationsRequest", "V2InferRequest"):
         notes.append(
             "Columns and tensors must hold as many values as there are rows (the shape), and "
-            "every model input must be given; otherwise 422 names the field."
+            "every model input must be given; otherwise 422 names the field. A tensor input "
+            "of another shape or datatype than the model declares, or holding NaN or "
+            "infinite values, is refused with 400 invalid_tensor naming the expected and the "
+            "given."
         )
     if keys and e.scope:
         op["security"] = [{"bearer": []}]
@@ -333,11 +379,15 @@ def openapi_document(app: Any) -> dict[str, Any]:
 
     from keel.serve._routes import ENDPOINTS
 
-    rows, inputs, versions = [], [], set()
+    rows, inputs, tensors, versions, explains = [], [], [], set(), not app.slots
     for name, slot in app.slots.items():
         if slot.live is not None:
-            rows.append(_row(slot.live.spec, f"{name} row"))
-            inputs += [n for n in slot.live.spec.names if n not in inputs]
+            spec = slot.live.spec
+            rows.append(_row(spec, f"{name} row"))
+            columns = [n for n, k in zip(spec.names, spec.kinds, strict=True) if k != "tensor"]
+            inputs += [n for n in columns if n not in inputs]
+            tensors += [t for t in spec.tensors if t not in tensors]
+            explains = explains or not spec.tensors
         versions |= {str(leaf.live.version) for leaf in slot.leaves() if leaf.live is not None}
     names = list(app.slots)
     releases = [n for n, s in app.slots.items() if getattr(s, "release", None) is not None]
@@ -350,7 +400,7 @@ def openapi_document(app: Any) -> dict[str, Any]:
     schemas = {
         **_ERRORS,
         **_STATIC,
-        **_inference(rows, inputs, app.config.max_request_rows),
+        **_inference(rows, inputs, app.config.max_request_rows, tensors, explains),
     }
     doc: dict[str, Any] = {
         "openapi": "3.1.0",

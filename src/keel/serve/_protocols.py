@@ -108,6 +108,14 @@ async def predict(req: Request) -> Response:
         )
     explain = _explain_flag(body)
     dep = _pick(req, slot, key=key)
+    if explain and dep.spec.tensors:
+        names = ", ".join(repr(t.name) for t in dep.spec.tensors)
+        raise ServeError(
+            "invalid_input",
+            f"explain: the server explains models of columns; {dep.ref} reads the tensor "
+            f"{names} (its attributions are evidence: keel audit)",
+            [{"field": "explain", "expected": "false for a tensor model", "got": "true"}],
+        )
     feed = _codec.feed_from_records(rows, dep.spec, "rows")
     # explain what the model sees: the decoded rows (float32 numbers, None for missing)
     kept = dep.spec.rows(feed) if explain else None
@@ -252,8 +260,11 @@ async def v2_infer(req: Request) -> Response:
 async def v2_metadata(req: Request) -> Response:
     slot = _slot(req, req.params["name"])
     dep = _pick(req, slot, req.params.get("version"))
+    tensors = {t.name: t for t in dep.spec.tensors}
     inputs = [
-        {"name": n, "datatype": "BYTES" if k == "string" else "FP32", "shape": [-1, 1]}
+        {"name": n, "datatype": tensors[n].datatype, "shape": [-1, *tensors[n].shape]}
+        if k == "tensor"
+        else {"name": n, "datatype": "BYTES" if k == "string" else "FP32", "shape": [-1, 1]}
         for n, k in zip(dep.spec.names, dep.spec.kinds, strict=True)
     ]
     if dep.task == "regression":

@@ -149,8 +149,9 @@ class Deployment:
             self._executor.shutdown(wait=False)
 
     def rows_of(self, item: Pending) -> list[dict[str, Any]]:
-        """A request's input rows back from its block (missing values as None)."""
-        return self.spec.rows(item.feed)
+        """A request's input rows back from its block, as the prediction log keeps them
+        (missing values as None; a tensor as its summaries)."""
+        return self.spec.log_rows(item.feed)
 
     def outputs_of(self, outputs: dict[str, np.ndarray], start: int, end: int) -> list[Any]:
         """Plain per-row outputs: ``{"label", "probabilities": {class: p}}`` or
@@ -172,8 +173,11 @@ class Deployment:
         metas = [item.meta for item in items]  # (request id, arrival epoch, perf_counter)
         feeds = [item.feed for item in items]
         spec = self.spec
-        num = feeds[0]["num"] if len(feeds) == 1 else np.concatenate([f["num"] for f in feeds])
-        text = feeds[0]["text"] if len(feeds) == 1 else np.concatenate([f["text"] for f in feeds])
+        feed = feeds[0]
+        if len(feeds) > 1:
+            feed = {k: np.concatenate([f[k] for f in feeds]) for k in feed}
+        num_names, num = spec.log_numbers(feed)  # a tensor as its summaries, never raw
+        text = feed["text"]
         regression = self.task == "regression"
         return Block(
             self.model,
@@ -182,8 +186,8 @@ class Deployment:
             [m[1] for m in metas],
             [(done - m[2]) * 1000.0 for m in metas],
             [item.n for item in items],
-            tuple(spec.names),
-            tuple(spec.num_names),
+            spec.log_names,
+            num_names,
             tuple(spec.text_names),
             num,
             text,
@@ -258,10 +262,28 @@ def load_deployment(store: Any, ref: str, options: Any) -> Deployment:
     }
     if got != want:
         raise InvalidInput(f"model {mv.ref}: its ONNX graph's inputs do not match its schema")
+    _check_tensor_shapes(mv.ref, spec, session)
     deployment = Deployment(mv, session, spec)
     deployment.store = store
     deployment.measure()
     return deployment
+
+
+def _check_tensor_shapes(ref: str, spec: InputSpec, session: Any) -> None:
+    """Refuse a graph whose tensor input has another rank, or another fixed size, than the
+    schema's ``[N, *shape]`` (a symbolic dimension fits any size)."""
+    shapes = {i.name: i.shape for i in session.get_inputs()}
+    for t in spec.tensors:
+        dims = list(shapes[t.name] or [])
+        want = [None, *t.shape]
+        fits = len(dims) == len(want) and all(
+            not isinstance(d, int) or w is None or d == w for d, w in zip(dims, want, strict=True)
+        )
+        if not fits:
+            raise InvalidInput(
+                f"model {ref}: its ONNX graph's input {t.name!r} is {dims}, its schema says "
+                f"{t.batch_shape()}"
+            )
 
 
 def _graph_of(store: Any, mv: Any, options: Any) -> bytes:
