@@ -344,7 +344,8 @@ def train(
             )
             final = res.final
         else:
-            final = t.train(proj.store, dataset, target, **common)
+            with _epoch_bar(model, common["params"], not as_json) as bar:
+                final = t.train(proj.store, dataset, target, on_epoch=bar, **common)
         out: dict[str, Any] = {
             "run_id": final.run_id,
             "model": model,
@@ -353,21 +354,48 @@ def train(
             "baseline": final.baseline,
             "warnings": final.warnings,
         }
+        if final.epochs:
+            out["epochs"] = final.epochs
         if register_as:
             out["registered"] = final.register(proj.store, register_as).ref
     if as_json:
         emit_json(out)
         return
     base_name = "baseline (mean)" if final.task == "regression" else "baseline (majority)"
+    naive = {
+        k.removeprefix("seasonal_naive_"): v
+        for k, v in final.baseline.items()
+        if k.startswith("seasonal_naive_")
+    }
     table(
         f"run {final.run_id[:12]} — {model} ({final.task}), hold-out metrics",
-        ["metric", "value", base_name],
-        [[k, v, final.baseline.get(k)] for k, v in final.metrics.items()],
+        ["metric", "value", base_name, *(["seasonal naive"] if naive else [])],
+        [
+            [k, v, final.baseline.get(k), *([naive.get(k)] if naive else [])]
+            for k, v in final.metrics.items()
+        ],
     )
+    if final.epochs:
+        e = final.epochs
+        stopped = " (early stopping)" if e["epochs_run"] < (e["epochs"] or 0) else ""
+        console.print(
+            f"epochs: {e['epochs_run']} of {e['epochs']} run{stopped}; best epoch "
+            f"{e['best_epoch']} (val loss {e['best_val_loss']:.4f}), its weights kept"
+        )
     for warning in final.warnings:
         console.print(f"[yellow]warning[/yellow] {warning}")
     if register_as:
         console.print(f"[green]registered[/green] {out['registered']}")
+
+
+def _epoch_bar(model: str, params: dict[str, Any], enabled: bool) -> Any:
+    """A progress bar over the epochs of a torch model (quiet for other kinds)."""
+    from keel.train import EpochProgress, get_kind
+
+    kind = get_kind(model)
+    epochs = {**kind.defaults, **params}.get("epochs")
+    torch = kind.flavor == "torch" and isinstance(epochs, int) and epochs >= 1
+    return EpochProgress(epochs if torch else 1, f"train {model}", enabled and torch)
 
 
 @app.command()

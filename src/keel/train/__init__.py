@@ -1,6 +1,7 @@
 """keel.train: the model zoo, training runs, hyper-parameter search, and tracking."""
 
 from keel.train._metrics import evaluate
+from keel.train._progress import EpochProgress
 from keel.train._search import SearchResult, search
 from keel.train._split import STRATEGIES, split_indices
 from keel.train._tracking import Run, get_run, list_runs, start_run
@@ -10,6 +11,7 @@ from keel.train._zoo import ZOO, ModelKind, get_kind
 __all__ = [
     "STRATEGIES",
     "ZOO",
+    "EpochProgress",
     "ModelKind",
     "Run",
     "SearchResult",

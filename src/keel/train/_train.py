@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,9 @@ class TrainResult:
     """The trivial model's metrics on the same hold-out rows (majority class, or mean)."""
     warnings: list[str] = field(default_factory=list)
     """Things to look at, such as a model that does not beat the baseline."""
+    epochs: dict[str, Any] = field(default_factory=dict)
+    """For models trained in epochs (torch): ``epochs`` asked for, ``epochs_run`` (fewer when
+    early stopping stopped), ``best_epoch`` (whose weights were kept) and its ``val_loss``."""
 
     def register(self, store: Store, name: str, description: str = "") -> Any:
         """Register this run's model as the next version of ``name``."""
@@ -314,15 +318,43 @@ def _build_torch(
     est = kind.estimator(prep.task, params, seed)
     est.on_epoch = on_epoch
     y = _labels(prep.train[prep.target].to_numpy(), prep.task)
+    transformer = None
     if prep.spec is None:
-        est.fit(tensor_input(prep.train, prep.input_schema[0]), y)
-        return TorchModel.from_estimator(est, prep.task, prep.input_schema)
-    from keel.features import compile_spec
+        X = tensor_input(prep.train, prep.input_schema[0])
+    else:
+        from keel.features import compile_spec
 
-    transformer = compile_spec(prep.spec, prep.columns)
-    X = np.asarray(transformer.fit_transform(prep.train[prep.columns]), dtype=np.float32)
+        transformer = compile_spec(prep.spec, prep.columns)
+        X = np.asarray(transformer.fit_transform(prep.train[prep.columns]), dtype=np.float32)
+    _fill_net_kwargs(est, X, y, prep.task)
     est.fit(X, y)
     return TorchModel.from_estimator(est, prep.task, prep.input_schema, transformer)
+
+
+#: Sizes keel fills into a user's network when its constructor takes them and they are not
+#: given in ``net_kwargs``: what the data says, after keel's feature transform.
+_NET_SIZES = ("n_in", "n_out", "in_shape", "window")
+
+
+def _fill_net_kwargs(est: Any, X: np.ndarray, y: np.ndarray, task: str) -> None:
+    """For the user's own ``package.module:Class``: pass the input and output sizes that its
+    constructor asks for (``n_in``, ``n_out``, ``in_shape``, ``window``) unless given."""
+    import inspect
+
+    from keel.models._torch import BUILTIN_ARCHITECTURES, resolve_architecture
+
+    if est.architecture in BUILTIN_ARCHITECTURES:
+        return
+    given = dict(est.net_kwargs or {})
+    takes = inspect.signature(resolve_architecture(est.architecture)).parameters
+    sizes = {
+        "n_in": int(np.prod(X.shape[1:])),
+        "n_out": len(np.unique(y)) if task == "classification" else 1,
+        "in_shape": [int(d) for d in X.shape[1:]],
+        "window": int(X.shape[1]),
+    }
+    filled = {k: sizes[k] for k in _NET_SIZES if k in takes and k not in given}
+    est.set_params(net_kwargs={**given, **filled})
 
 
 def _seed_everything(seed: int) -> None:
@@ -349,11 +381,19 @@ def train(
     tags: dict[str, Any] | None = None,
     prepared: Prepared | None = None,
     sample_weight: Any = None,
+    on_epoch: Any = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` to predict ``target``; evaluate on the hold-out part
     (``holdout`` dataset, or a ``split`` of the data); record a run with everything needed to
     reproduce it. ``sample_weight``: one non-negative weight per training row (with
-    ``prepared``, the rows of ``prepared.train``), given to the estimator's fit."""
+    ``prepared``, the rows of ``prepared.train``), given to the estimator's fit.
+
+    Torch models train in epochs: each epoch's record (``epoch``, ``train_loss``,
+    ``val_loss``, the validation metric, ``seconds``) is logged to the run at step ``epoch``
+    and then passed to ``on_epoch`` (a progress bar, say). A dataset of windows that carries
+    a seasonal-naive column (``naive_<season>``, see :func:`keel.data.windows`) adds that
+    forecast's hold-out errors to the baseline as ``seasonal_naive_rmse`` and
+    ``seasonal_naive_mae``."""
     kind = get_kind(model)
     prep = prepared or prepare(
         store,
@@ -376,13 +416,18 @@ def train(
         _log_setup(run, prep, kind.name, {**kind.defaults, **(params or {})}, seed)
         if weights is not None:
             run.log_params({"sample_weight": "given"})
-        fitted = _fit(run, prep, model, params, seed, weights)
+        records: list[dict[str, float]] = []
+        fitted = _fit(run, prep, model, params, seed, weights, records, on_epoch)
         y_test = prep.test[prep.target].to_numpy()
         metrics = evaluate(fitted, prep.test[prep.columns], y_test)
         y_train = _labels(prep.train[prep.target].to_numpy(), prep.task)
         base = baseline(prep.task, y_train, y_test, getattr(fitted, "classes_", None))
+        base.update(_seasonal_naive(prep))
         run.log_metrics({f"holdout_{k}": v for k, v in metrics.items()}, step=0)
         run.log_metrics({f"holdout_baseline_{k}": v for k, v in base.items()}, step=0)
+        epochs = _epoch_summary(records, {**kind.defaults, **(params or {})})
+        if epochs:
+            run.log_metrics({k: v for k, v in epochs.items() if k != "epochs"}, step=0)
         from keel.models import save_model
 
         sha = save_model(fitted, store.blobs)
@@ -396,8 +441,57 @@ def train(
         {**kind.defaults, **(params or {})},
         prep.task,
         base,
-        compare_to_baseline(prep.task, metrics, base, y_train),
+        compare_to_baseline(prep.task, metrics, base, y_train) + _naive_warning(metrics, base),
+        epochs,
     )
+
+
+def _epoch_summary(records: list[dict[str, float]], params: dict[str, Any]) -> dict[str, Any]:
+    """Epochs asked for and run, and the best epoch (the estimator's rule: the first epoch
+    whose validation loss improves on every earlier one by more than 1e-6)."""
+    if not records:
+        return {}
+    best, best_epoch = float("inf"), int(records[0]["epoch"])
+    for r in records:
+        if r["val_loss"] < best - 1e-6:
+            best, best_epoch = r["val_loss"], int(r["epoch"])
+    return {
+        "epochs": params.get("epochs"),
+        "epochs_run": len(records),
+        "best_epoch": best_epoch,
+        "best_val_loss": float(best),
+    }
+
+
+_NAIVE = re.compile(r"naive_(\d+)")
+
+
+def _seasonal_naive(prep: Prepared) -> dict[str, float]:
+    """The seasonal-naive forecast's errors on the hold-out rows, when the data carries it
+    (the ``naive_<season>`` column of :func:`keel.data.windows`)."""
+    cols = [c for c in prep.test.columns if _NAIVE.fullmatch(str(c))]
+    if prep.task != "regression" or len(cols) != 1 or cols[0] in prep.columns:
+        return {}
+    naive = prep.test[cols[0]].to_numpy(dtype=float)
+    y = prep.test[prep.target].to_numpy(dtype=float)
+    ok = np.isfinite(naive) & np.isfinite(y)
+    if not ok.any():
+        return {}
+    err = y[ok] - naive[ok]
+    return {
+        "seasonal_naive_rmse": float(np.sqrt(np.mean(err**2))),
+        "seasonal_naive_mae": float(np.mean(np.abs(err))),
+    }
+
+
+def _naive_warning(metrics: dict[str, float], base: dict[str, float]) -> list[str]:
+    naive = base.get("seasonal_naive_rmse")
+    if naive is None or metrics.get("rmse", 0.0) < naive:
+        return []
+    return [
+        f"the model's hold-out rmse {metrics['rmse']:.4g} does not beat the seasonal-naive "
+        f"forecast (the value one season earlier, rmse {naive:.4g})"
+    ]
 
 
 def _labels(y: np.ndarray, task: str) -> np.ndarray:
@@ -414,13 +508,20 @@ def _fit(
     params: dict[str, Any] | None,
     seed: int,
     sample_weight: np.ndarray | None = None,
+    records: list[dict[str, float]] | None = None,
+    on_epoch: Any = None,
 ) -> Any:
     """Fit, turning a library's complaint about the data into one clear keel error (the run
-    stays in the store, marked failed, as a record of what was tried)."""
+    stays in the store, marked failed, as a record of what was tried). Each epoch's record
+    is logged at step ``epoch``, appended to ``records`` and given to ``on_epoch``."""
 
     def log_epoch(record: dict[str, float]) -> None:
         step = int(record["epoch"])
         run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
+        if records is not None:
+            records.append(dict(record))
+        if on_epoch is not None:
+            on_epoch(record)
 
     try:
         return build_model(prep, model, params, seed, sample_weight, on_epoch=log_epoch)
