@@ -54,9 +54,10 @@ TARGET_OPSET: dict[str, int] = {"": 21, "ai.onnx.ml": 3}
 
 
 def to_onnx(model: Any, *, name: str | None = None) -> Any:
-    """Convert a keel model (``SklearnModel`` or ``LightGBMModel``) into one
-    ``onnx.ModelProto``: raw columns in, labels and probabilities (or predictions) out,
-    following the contract in this module's docstring.
+    """Convert a keel model (``SklearnModel``, ``LightGBMModel`` or ``TorchModel``) into
+    one ``onnx.ModelProto``: raw columns (or a model's named tensor) in, labels and
+    probabilities (or predictions) out, following the contract in this module's docstring.
+    A torch-mlp's graph holds its feature transform too (see ``_torch_export``).
 
     Refuses (:class:`~keel.errors.InvalidInput`, naming why and what to do instead) a
     model whose feature spec uses ``date_parts``, a datetime input, an input column named
@@ -71,10 +72,15 @@ def to_onnx(model: Any, *, name: str | None = None) -> Any:
     task = getattr(model, "task", None)
     if not schema or task not in ("classification", "regression"):
         raise InvalidInput(
-            f"to_onnx: expected a fitted keel model (SklearnModel or LightGBMModel), got "
+            f"to_onnx: expected a fitted keel model (SklearnModel, LightGBMModel or "
+            f"TorchModel), got "
             f"{type(model).__name__}"
         )
     _check_names(schema, task)
+    if getattr(model, "flavor", None) == "torch":
+        from keel.export._torch_export import torch_to_onnx
+
+        return torch_to_onnx(model, name)
     pipeline, estimator = _pipeline(model)
     ready = onnx_ready(pipeline)  # refuses date_parts first: the most specific reason
     initial = _initial_types(schema)

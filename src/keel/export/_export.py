@@ -137,7 +137,7 @@ def parse_spec(text: str | None, flag: str) -> dict[str, Any] | None:
     return out
 
 
-_SPEC_KEYS = {"prune": {"max_drop", "trees"}, "distill": {"trees", "leaves"}}
+_SPEC_KEYS = {"prune": {"amount", "max_drop", "trees"}, "distill": {"trees", "leaves"}}
 
 
 def _check_spec(spec: dict[str, Any] | None, what: str) -> None:

@@ -140,7 +140,7 @@ def parity(
     if not."""
     tolerance = tolerance or Tolerance()
     session = check_graph(onnx_model)
-    rows = len(X)
+    rows = _rows(X)
     if rows == 0:
         raise InvalidInput("parity: X has no rows; pass the hold-out rows to compare on")
     if y is not None and len(y) != rows:
@@ -149,6 +149,15 @@ def parity(
     got = dict(zip(names, session.run(None, onnx_inputs(X, model.input_schema)), strict=True))
     compare = _classification if model.task == "classification" else _regression
     return compare(model, got, X, None if y is None else np.asarray(y), tolerance)
+
+
+def _rows(X: Any) -> int:
+    """Rows of ``X``: a frame or an array, or a mapping of columns or tensors."""
+    from collections.abc import Mapping
+
+    if isinstance(X, Mapping):
+        return len(next(iter(X.values()), []))
+    return len(X)
 
 
 def _output(got: dict[str, np.ndarray], name: str) -> np.ndarray:

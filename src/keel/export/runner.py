@@ -31,6 +31,14 @@ are skipped):
     {"row": 2, "error": "column 'age': expected a number, got 'abc'"}
     {"row": 3, "prediction": 41.5}                       (a regression model)
 
+Tensor inputs (an image, a window of a series: input_schema type "tensor" with its per-row
+"shape") come from JSON lines only, each a nested list of numbers of exactly that shape:
+
+    {"X": [[[0.0, 0.5, ...], ...]]}                      (shape [1, 8, 8])
+    {"row": 4, "error": "column 'X': expected shape [1, 8, 8], got [1, 7, 8]"}
+
+CSV cannot carry them: the runner says so and stops (exit status 2).
+
 A row is checked against the manifest's input_schema: a missing column or a value of the
 wrong type (text in a number column, 2.5 in an integer one) is that row's error, naming the
 column; unknown categories are the model's business. Empty cells and "", "?", "NA", "N/A",
@@ -93,7 +101,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 MODEL = "model.onnx"
 RUNNER = "runner.py"
-INPUT_TYPES = ("int", "float", "bool", "string", "category", "datetime")
+INPUT_TYPES = ("int", "float", "bool", "string", "category", "datetime", "tensor")
 NULL_VALUES = frozenset({"", "?", "NA", "N/A", "null", "NaN", "nan"})
 MAX_MANIFEST_BYTES = 16 << 20
 
@@ -377,6 +385,16 @@ def _check_schema(schema: Any) -> None:
                 f"{MANIFEST}: input_schema[{i}] ({col['name']!r}) has type {col.get('type')!r}; "
                 f"expected one of {', '.join(INPUT_TYPES)}"
             )
+        shape = col.get("shape")
+        if col["type"] == "tensor" and not (
+            isinstance(shape, list)
+            and shape
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+        ):
+            raise BundleError(
+                f"{MANIFEST}: input_schema[{i}] ({col['name']!r}) is a tensor and needs "
+                f"'shape', a list of sizes > 0 per row; got {shape!r}"
+            )
 
 
 def _check_files(folder: Path, files: dict[str, dict]) -> None:
@@ -606,6 +624,23 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _tensor(value: Any, shape: list[int]) -> np.ndarray:
+    """One row's tensor from nested lists of numbers, of exactly ``shape``."""
+    if not isinstance(value, list):
+        raise ValueError(f"expected nested lists of numbers of shape {shape}, got {_show(value)}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"expected nested lists of numbers of shape {shape} (equal lengths, numbers only)"
+        ) from None
+    if list(arr.shape) != list(shape):
+        raise ValueError(f"expected shape {list(shape)}, got {list(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"shape {list(shape)} holds NaN or infinite values")
+    return arr.astype(np.float32)
+
+
 def _datetime(value: Any) -> datetime:
     try:
         return datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
@@ -637,7 +672,10 @@ def check_row(
         raw = record[name]
         try:
             null = raw is None or (isinstance(raw, str) and raw.strip() in NULL_VALUES)
-            value = None if null else _PARSERS[col["type"]](raw)
+            if col["type"] == "tensor":
+                value = None if raw is None else _tensor(raw, col["shape"])
+            else:
+                value = None if null else _PARSERS[col["type"]](raw)
         except ValueError as exc:
             problems.append(f"column {name!r}: {exc}")
             continue
@@ -702,11 +740,17 @@ class Scorer:
         else:
             self.outputs = names[:2]
         holds_missing = ("tensor(float)", "tensor(double)", "tensor(string)")
-        self.required = {n: t for n, t, _ in self.inputs if t not in holds_missing}
+        self.tensors = {c["name"] for c in self.schema if c["type"] == "tensor"}
+        self.required = {
+            n: t for n, t, _ in self.inputs if t not in holds_missing or n in self.tensors
+        }
 
     def score(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         feeds = {}
         for name, ort_type, rank in self.inputs:
+            if name in self.tensors:
+                feeds[name] = np.stack([r[name] for r in rows]).astype(_NUMPY[ort_type])
+                continue
             column = np.array([_feed_value(r[name], ort_type) for r in rows], _NUMPY[ort_type])
             feeds[name] = column.reshape(-1, 1) if rank == 2 else column
         results = self.session.run(self.outputs, feeds)
@@ -737,11 +781,22 @@ class Scorer:
 def plan_inputs(session: Any, schema: list[dict]) -> list[tuple[str, str, int]]:
     """(name, declared type, rank) of each model input, checked against the schema."""
     kinds = {c["name"]: c["type"] for c in schema}
+    shapes = {c["name"]: c.get("shape") for c in schema}
     plan = []
     for inp in session.get_inputs():
         kind, rank = kinds.get(inp.name), len(inp.shape or [None])
         if kind is None:
             raise BundleError(f"model input {inp.name!r} is not a column of the input_schema")
+        if kind == "tensor":
+            per_row = [d if isinstance(d, int) else None for d in (inp.shape or [])[1:]]
+            if inp.type not in ("tensor(float)", "tensor(double)") or per_row != shapes[inp.name]:
+                raise BundleError(
+                    f"model input {inp.name!r} is {inp.type} [N, {', '.join(map(str, per_row))}]"
+                    f"; the input_schema declares float [N, "
+                    f"{', '.join(map(str, shapes[inp.name]))}]"
+                )
+            plan.append((inp.name, inp.type, rank))
+            continue
         if inp.type not in _NUMPY or rank not in (1, 2):
             raise BundleError(f"model input {inp.name!r} is {inp.type} of rank {rank}: unfed")
         if kind not in _FITS.get(inp.type, {"float", "int", "bool", "datetime"}):
@@ -1019,6 +1074,15 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
     for cond, text in conditions:
         check_condition(cond, scorer, text)
     stream, fmt = _open_input(args)
+    tensors = [c for c in manifest["input_schema"] if c["type"] == "tensor"]
+    if fmt == "csv" and tensors:
+        stream.close()
+        col = tensors[0]
+        raise UsageError(
+            f"CSV input is not supported for tensor inputs: {col['name']!r} is a tensor of "
+            f"shape {col['shape']} per row; give JSON lines (--format jsonl), one object per "
+            f'row such as {{"{col["name"]}": [nested lists of shape {col["shape"]}]}}'
+        )
     with stream:
         try:
             rows = read_rows(stream, fmt)

@@ -8,6 +8,8 @@ The graph's inputs and outputs (which keel.export writes and the model server an
   ``tensor(string)`` and the empty string ``""`` means missing. Number and bool columns
   (``int``, ``float``, ``bool``) are ``tensor(float)`` (float32; bool as 0/1) and NaN
   means missing. Integers above 2**24 lose precision in float32.
+* a **tensor** input (``type`` ``"tensor"`` with a per-row ``shape``, images and
+  sequences) is one graph input named as it, ``[None, *shape]`` float32.
 * **outputs**: classification gives ``label`` ``[N]`` (the class, string or int64) and
   ``probabilities`` ``[N, n_classes]`` float in the order of ``output_schema["classes"]``
   (a plain tensor, no ZipMap); regression gives ``variable`` ``[N, 1]`` float.
@@ -53,6 +55,8 @@ def output_names(task: str) -> list[str]:
 def onnx_input_type(column: Mapping[str, Any]) -> str:
     """``"string"`` or ``"float"``: the graph input type of one ``input_schema`` entry."""
     name, logical = column.get("name"), column.get("type")
+    if logical == "tensor":
+        return "float"
     if logical in _TEXT_TYPES:
         return "string"
     if logical in _NUMBER_TYPES:
@@ -73,7 +77,15 @@ def onnx_inputs(frame: Any, input_schema: list[dict[str, Any]]) -> dict[str, np.
     or a dict of columns): one ``[N, 1]`` array per schema column; text as an object
     array of ``str`` with ``""`` for missing (None, NaN, pd.NA); numbers and bools as
     float32 with NaN for missing. Extra columns are ignored; a missing column, or a value
-    that is not a number in a numeric column, is refused, naming it."""
+    that is not a number in a numeric column, is refused, naming it.
+
+    A tensor input (``type`` ``"tensor"``, per-row ``shape``) is fed as one ``[N, *shape]``
+    float32 array, from a DataFrame column of arrays, a mapping of arrays, or the array
+    itself; a wrong shape or a NaN is refused, naming the expected and the given shape."""
+    if any(c.get("type") == "tensor" for c in input_schema):
+        from keel.models._torch import tensor_input
+
+        return {str(c["name"]): tensor_input(frame, c) for c in input_schema}
     names = [str(c["name"]) for c in input_schema]
     columns = _columns_of(frame, names)
     feed: dict[str, np.ndarray] = {}

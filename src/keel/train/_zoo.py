@@ -369,7 +369,7 @@ TORCH_KINDS: dict[str, ModelKind] = {
             _torch_mlp_space,
             flavor="torch",
             description="PyTorch multi-layer perceptron on keel's feature transform",
-            tags={**_TORCH_TAGS, "inputs": "tabular"},
+            tags={**_TORCH_TAGS, "inputs": "tabular", "onnx": True},
             check_values=_torch_check("mlp", "stratified"),
         ),
         ModelKind(
@@ -386,7 +386,7 @@ TORCH_KINDS: dict[str, ModelKind] = {
             _torch_cnn_space,
             flavor="torch",
             description="PyTorch convolutional image classifier (images [C, H, W])",
-            tags={**_TORCH_TAGS, "inputs": "tensor", "rank": 3},
+            tags={**_TORCH_TAGS, "inputs": "tensor", "rank": 3, "onnx": True},
             check_values=_torch_check("cnn", "stratified"),
         ),
         ModelKind(
@@ -396,7 +396,7 @@ TORCH_KINDS: dict[str, ModelKind] = {
             _torch_seq_space,
             flavor="torch",
             description="PyTorch 1-D convolutional forecaster over a window of past values",
-            tags={**_TORCH_TAGS, "inputs": "tensor", "rank": 1},
+            tags={**_TORCH_TAGS, "inputs": "tensor", "rank": 1, "onnx": True},
             check_values=_torch_check("seq1d", "tail"),
         ),
     ]
