@@ -1,11 +1,9 @@
 """Helpers for tests of tensor models: the 8x8 digits as a tensor dataset in a store, a
 small torch-cnn (and a torch-seq forecaster) trained on it and registered, and its ONNX graph
-stored as the version's export, so the server answers through it like any exported version."""
+exported by keel.export, so the server answers through it like any exported version."""
 
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,61 +65,13 @@ def train_seq(store: Store, name: str = "series", alias: str | None = "productio
 
 
 def _exported(store: Store, mv: Any, alias: str | None) -> Any:
-    store_graph(store, mv.ref, torch_graph(registry.load(store, mv.ref), mv))
+    """Export the version the way ``keel export`` does (parity-checked on its hold-out)."""
+    from keel.export import export
+
+    export(store, mv.ref)
     if alias:
         registry.set_alias(store, mv.ref, alias)
     return registry.get_version(store, mv.ref)
-
-
-def torch_graph(model: Any, mv: Any) -> bytes:
-    """The version's network as an ONNX graph of keel's contract: input ``X`` float32
-    ``[N, *shape]``; outputs ``label`` ``[N]`` and ``probabilities`` ``[N, classes]``, or
-    ``variable`` ``[N, 1]``."""
-    import io
-
-    import torch
-
-    name = mv.input_schema[0]["name"]
-    shape = mv.input_schema[0]["shape"]
-    net = model.net
-    classify = mv.task == "classification"
-    classes = torch.tensor([int(c) for c in mv.output_schema["classes"]]) if classify else None
-
-    class Contract(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: Any) -> Any:
-            z = self.net(x)
-            if not classify:
-                return z
-            p = torch.softmax(z, dim=1)
-            return classes[torch.argmax(p, dim=1)], p
-
-    outputs = ["label", "probabilities"] if classify else ["variable"]
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Contract().eval(),
-            (torch.zeros((2, *shape)),),
-            buf,
-            input_names=[name],
-            output_names=outputs,
-            dynamic_axes={n: {0: "N"} for n in [name, *outputs]},
-            opset_version=17,
-            dynamo=False,
-        )
-    return buf.getvalue()
-
-
-def store_graph(store: Store, ref: str, graph: bytes) -> None:
-    """Record ``graph`` as ``ref``'s export (what ``keel export`` records)."""
-    report = {"max_abs_diff": 0.0, "rows": 0, "note": "test graph"}
-    registry.set_tag(store, ref, "export.onnx", store.blobs.put_bytes(graph))
-    report_sha = store.blobs.put_bytes(json.dumps(report).encode())
-    registry.set_tag(store, ref, "export.parity", report_sha)
 
 
 def digits_images() -> tuple[np.ndarray, np.ndarray]:
