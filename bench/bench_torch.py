@@ -11,6 +11,11 @@ epochs; seconds per epoch, median over the epochs after the first (warm-up):
   ``opt.step()`` — over the same training rows, with the same tensor indexing (no
   DataLoader, which would only make the plain loop slower).
 
+In-process inference latency: the digits CNN trained by keel (``torch-cnn``), answered by
+torch eager (``net.eval()`` under ``torch.no_grad()``), by ONNX Runtime on keel's exported
+fp32 graph (``keel.export.to_onnx``), and on its int8 variant (``quantize_int8``: the dense
+layers' weights), one thread each, at batch 1 and batch 256; median milliseconds per call.
+
     .venv/bin/python bench/bench_torch.py      # writes bench/results/torch.json
 """
 
@@ -26,6 +31,7 @@ from _common import machine, median, table, write_results
 
 PACKAGES = ("keel", "torch", "numpy", "onnxruntime")
 GOAL_OVERHEAD = 1.10  # issue 12: keel's epoch time <= 1.10x a plain loop
+GOAL_ONNX_BATCH1 = 1.0  # issue 12: ONNX fp32 no slower than torch eager at batch 1
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
@@ -126,12 +132,80 @@ def overhead(epochs: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _ms(fn: Any, repeats: int) -> float:
+    for _ in range(max(3, repeats // 10)):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return median(out)
+
+
+def latency(repeats: int) -> dict[str, Any]:
+    import onnxruntime as ort
+    import torch
+
+    from keel.export import to_onnx
+    from keel.export._variants import quantize_int8
+    from keel.models import TorchModel
+    from keel.train._torch import TorchEstimator
+
+    torch.set_num_threads(1)
+    X, y = _digits()
+    est = TorchEstimator("cnn", epochs=15, batch_size=64, device="cpu").fit(X[:1500], y[:1500])
+    schema = [{"name": "X", "type": "tensor", "dtype": "float32", "shape": [1, 8, 8]}]
+    model = TorchModel.from_estimator(est, "classification", schema)
+    fp32 = to_onnx(model).SerializeToString()
+    int8, info = quantize_int8(fp32, model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+    sessions = {
+        "onnx_fp32": ort.InferenceSession(fp32, opts, providers=["CPUExecutionProvider"]),
+        "onnx_int8": ort.InferenceSession(
+            int8.onnx_bytes, opts, providers=["CPUExecutionProvider"]
+        ),
+    }
+    net = model.net
+    held = X[1500:]
+    agree = {}
+    out: dict[str, Any] = {"int8_bytes": info["int8_bytes"], "fp32_bytes": info["fp32_bytes"]}
+    for batch in (1, 256):
+        xb = np.ascontiguousarray(np.resize(held, (batch, 1, 8, 8)))
+        tb = torch.from_numpy(xb)
+
+        def eager(tb: Any = tb) -> Any:
+            with torch.no_grad():
+                return net(tb)
+
+        row = {"torch_eager": _ms(eager, repeats)}
+        for name, sess in sessions.items():
+            row[name] = _ms(lambda sess=sess, xb=xb: sess.run(None, {"X": xb}), repeats)
+        out[f"batch_{batch}_ms"] = row
+    for name, sess in sessions.items():
+        labels = sess.run(None, {"X": held})[0]
+        agree[name] = float(np.mean(labels == model.predict(held)))
+    out["label_agreement_with_torch"] = agree
+    b1 = out["batch_1_ms"]
+    out["onnx_fp32_over_eager_batch_1"] = b1["onnx_fp32"] / b1["torch_eager"]
+    out["meets_goal"] = out["onnx_fp32_over_eager_batch_1"] <= GOAL_ONNX_BATCH1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=300)
     args = ap.parse_args(argv)
     rows = overhead(args.epochs)
-    results = {"machine": machine(PACKAGES), "trainer_overhead": rows, "threads": 1}
+    lat = latency(args.repeats)
+    results = {
+        "machine": machine(PACKAGES),
+        "trainer_overhead": rows,
+        "latency": lat,
+        "threads": 1,
+    }
     path = write_results("torch", results)
     print(
         table(
@@ -145,6 +219,22 @@ def main(argv: list[str] | None = None) -> int:
                     f"<= {r['goal']}x",
                 ]
                 for r in rows
+            ],
+        )
+    )
+    print(
+        table(
+            ["digits CNN, ms per call", "torch eager", "ONNX fp32", "ONNX int8", "fp32 / eager"],
+            [
+                [
+                    f"batch {b}",
+                    f"{lat[f'batch_{b}_ms']['torch_eager']:.3f}",
+                    f"{lat[f'batch_{b}_ms']['onnx_fp32']:.3f}",
+                    f"{lat[f'batch_{b}_ms']['onnx_int8']:.3f}",
+                    f"{cell['onnx_fp32'] / cell['torch_eager']:.2f}x",
+                ]
+                for b in (1, 256)
+                for cell in [lat[f"batch_{b}_ms"]]
             ],
         )
     )
