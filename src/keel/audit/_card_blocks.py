@@ -441,7 +441,23 @@ def _explanations(s: Mapping[str, Any]) -> list[Block]:
             ]
         )
     ]
-    shap = glob.get("mean_abs_shap")
+    comp = ex.get("completeness")
+    if isinstance(comp, Mapping):  # Integrated Gradients: sum of attributions = f(x) - f(b)
+        out.append(
+            _kv(
+                [
+                    ("completeness: max relative gap", comp.get("max_relative_gap")),
+                    ("completeness: tolerance", comp.get("tolerance")),
+                    (
+                        "rows within tolerance",
+                        f"{comp.get('rows_within_tolerance')} of {comp.get('rows')}",
+                    ),
+                    ("baseline", str(ex.get("baseline", "—"))),
+                ]
+            )
+        )
+    what = "mean |SHAP|" if glob.get("mean_abs_shap") else "mean |attribution|"
+    shap = glob.get("mean_abs_shap") or glob.get("mean_abs_attribution")
     if isinstance(shap, Mapping) and shap:
         top = sorted(shap.items(), key=lambda kv: -(kv[1] or 0))
         out.append(
@@ -450,10 +466,14 @@ def _explanations(s: Mapping[str, Any]) -> list[Block]:
                 "chart": "bars",
                 "rows": top[:12],
                 "refs": [],
-                "label": "global importance (mean |SHAP|)",
+                "label": f"global importance ({what})",
             }
         )
-        out.append(_table(["feature", "mean |SHAP|"], [list(kv) for kv in top], "mean |SHAP|"))
+        out.append(_table(["feature", what], [list(kv) for kv in top], what))
+    tops = glob.get("top_positions")
+    if isinstance(tops, list) and tops:
+        rows = [[str(r.get("position")), r.get("mean_abs")] for r in tops]
+        out.append(_table(["input position", "mean |attribution|"], rows, "top input positions"))
     perm = glob.get("permutation")
     if isinstance(perm, Mapping) and perm.get("importances"):
         imp = perm["importances"]

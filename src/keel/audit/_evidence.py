@@ -92,6 +92,7 @@ class AuditContext:
     n_boot: int = 200
     sample: int = 2000
     settings: dict[str, Any] = field(default_factory=dict)
+    store: Any = None  # where the version's run is (what training recorded: DP-SGD's ε)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -189,6 +190,19 @@ def _fairness(ctx: AuditContext) -> dict[str, Any]:
 
 def _explanations(ctx: AuditContext) -> dict[str, Any]:
     from keel.audit._explain_global import explanation_evidence
+
+    if getattr(ctx.model, "flavor", None) == "torch":  # Integrated Gradients (Captum)
+        from keel.audit._explain_torch import torch_explanation_evidence
+
+        tabular = ctx.model.transformer is not None
+        return torch_explanation_evidence(
+            ctx.model,
+            ctx.X_test,
+            ctx.y_test if tabular else None,
+            background=ctx.X_train,
+            seed=ctx.seed,
+            n_rows=min(ctx.sample, 500 if tabular else 100),
+        )
 
     return explanation_evidence(
         ctx.model,
@@ -311,6 +325,7 @@ def audit(
         n_boot=n_boot,
         sample=sample,
         settings=settings,
+        store=store,
     )
     missing = [c for c in ctx.sensitive if c not in ctx.X_test.columns]
     if missing:  # a misspelt column must not quietly drop the fairness evidence

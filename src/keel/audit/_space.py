@@ -38,8 +38,11 @@ def _parts(model: Any) -> tuple[Any, Any, str]:
         return model.transformer, model.booster, "booster"
     if flavor == "sklearn":
         return model.pipeline[:-1], model.pipeline[-1], "sklearn"
+    if flavor == "torch" and getattr(model, "transformer", None) is not None:
+        return model.transformer, model, "torch"
     raise InvalidInput(
-        f"model: expected a keel LightGBM or scikit-learn model (its feature pipeline is the "
+        f"model: expected a keel LightGBM, scikit-learn or tabular torch model (its feature "
+        f"pipeline is the "
         f"attack space), got flavor {flavor!r}; audit the version it was exported from"
     )
 
@@ -93,6 +96,10 @@ class EncodedSpace:
         if self._kind == "booster":
             raw = np.asarray(self.estimator.predict(Z, num_threads=1))
             return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
+        if self._kind == "torch":  # the network on encoded rows, softmax of its logits
+            z = self.estimator.forward(np.asarray(Z, dtype=np.float32))
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
         return np.asarray(self.estimator.predict_proba(Z), dtype=np.float64)
 
     def proba(self, U: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ __all__ = [
     "dp_info",
     "membership_inference",
     "privacy_section",
+    "torch_dp_info",
 ]
 
 
@@ -210,7 +211,39 @@ def privacy_section(ctx: Any) -> dict[str, Any]:
         n_rows=min(ctx.sample, 2000),
         seed=ctx.seed,
     )
-    return {"mia": mia, "dp": dp_info(ctx.model)}
+    dp = dp_info(ctx.model)
+    if getattr(ctx.model, "flavor", None) == "torch":
+        dp = torch_dp_info(getattr(ctx, "store", None), ctx.mv)
+    return {"mia": mia, "dp": dp}
+
+
+def torch_dp_info(store: Any, mv: Any) -> dict[str, Any]:
+    """What the training run of torch version ``mv`` recorded about DP-SGD: the ε it spent
+    (``dp_epsilon``, the accountant's figure after the last epoch), its δ and its target."""
+    run_id = getattr(mv, "run_id", None)
+    if store is None or run_id is None:
+        return {"differentially_private": False, "epsilon": None}
+    from keel.train import get_run
+
+    run = get_run(store, run_id)
+    params = run["params"]
+    target = params.get("model.dp_epsilon")
+    if target is None:
+        return {"differentially_private": False, "epsilon": None}
+    spent = run["metrics"].get("dp_epsilon")
+    return {
+        "differentially_private": True,
+        "epsilon": spent,
+        "delta": float(params.get("model.dp_delta", 1e-5)),
+        "target_epsilon": float(target),
+        "max_grad_norm": float(params.get("model.dp_max_grad_norm", 1.0)),
+        "estimator": "TorchEstimator",
+        "mechanism": "DP-SGD (Opacus): per-sample gradients clipped to max_grad_norm, Gaussian "
+        "noise, Poisson-sampled batches; ε from the RDP accountant",
+        "scope": "the network's training steps on the training rows; the feature transform "
+        "and the choice of the best epoch on the validation rows are fit without noise",
+        "run": run["id"],
+    }
 
 
 _KINDS = ("logistic_regression", "gaussian_nb", "random_forest")

@@ -138,6 +138,17 @@ def robustness_section(ctx: Any) -> dict[str, Any]:
         raise InvalidInput(
             f"robustness: expected a classifier, got a {ctx.mv.task} model ({ctx.mv.ref})"
         )
+    if getattr(ctx.model, "flavor", None) == "torch" and ctx.model.transformer is None:
+        from keel.audit._attacks_torch import tensor_attacks
+
+        return tensor_attacks(
+            ctx.model,
+            ctx.X_test,
+            ctx.y_test,
+            ctx.X_train,
+            n_rows=min(200, ctx.sample),
+            seed=ctx.seed,
+        )
     return robustness_report(
         ctx.model,
         ctx.X_test,

@@ -10,6 +10,18 @@ epochs without a better validation loss, and the best epoch's weights kept. Seed
 weights: the same seed gives the same weights on the CPU. It runs on CUDA when there is one
 (``device="auto"``) and on the CPU otherwise.
 
+Two options hook into the loop without changing its shape:
+
+* adversarial training (``adv_epsilon > 0``): each batch's loss is the mean of the loss on the
+  batch and on its adversarial twin, FGSM (``adv_steps=1``) or PGD with a random start
+  (``adv_steps`` > 1), L-infinity within ``adv_epsilon`` in input units, clipped to the
+  training inputs' range;
+* DP-SGD (``dp_epsilon``): Opacus' ``make_private_with_epsilon`` calibrates the noise so that
+  ``epochs`` epochs of Poisson-sampled batches with per-sample gradients clipped to
+  ``dp_max_grad_norm`` spend at most (``dp_epsilon``, ``dp_delta``); the ε actually spent
+  (fewer epochs when early stopping ends the run) is in each epoch's record (``dp_epsilon``)
+  and in ``dp_`` after the fit.
+
 Because it is an estimator, a torch model trains through the same ``build_model`` as every
 other kind: after keel's feature transform for tabular data, or directly on a tensor column.
 """
@@ -48,6 +60,57 @@ def device_for(device: str) -> str:
     return str(device)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _option_checks(est: Any) -> list[tuple[str, Any, bool, str]]:
+    """The checks of the adversarial-training and DP-SGD parameters."""
+    eps = est.dp_epsilon
+    return [
+        ("adv_epsilon", est.adv_epsilon, _number(est.adv_epsilon) and est.adv_epsilon >= 0, ">= 0"),
+        (
+            "adv_steps",
+            est.adv_steps,
+            isinstance(est.adv_steps, int) and est.adv_steps >= 1,
+            "a whole number >= 1 (1: FGSM, more: PGD)",
+        ),
+        (
+            "dp_epsilon",
+            eps,
+            eps is None or (_number(eps) and math.isfinite(eps) and eps > 0),
+            "a number > 0 (the privacy budget; leave it unset for no privacy)",
+        ),
+        ("dp_delta", est.dp_delta, _number(est.dp_delta) and 0 < est.dp_delta < 1, "in (0, 1)"),
+        (
+            "dp_max_grad_norm",
+            est.dp_max_grad_norm,
+            _number(est.dp_max_grad_norm) and est.dp_max_grad_norm > 0,
+            "a number > 0",
+        ),
+        (
+            "adv_epsilon",
+            est.adv_epsilon,
+            not (eps is not None and _number(est.adv_epsilon) and est.adv_epsilon > 0),
+            "0 with dp_epsilon (adversarial training and DP-SGD do not combine yet)",
+        ),
+    ]
+
+
+def _batches(private: Any, Xt: Any, yt: Any, order: Any, size: int) -> Any:
+    """One epoch's mini-batches: slices of the shuffled order, or Opacus' Poisson batches
+    (an empty draw is skipped; the inputs ask for gradients so that Opacus' backward hooks
+    fire as PyTorch intends, without its warning)."""
+    if private is None:
+        for i in range(0, len(order), size):
+            b = order[i : i + size]
+            yield Xt[b], yt[b]
+        return
+    for xb, yb in private["loader"]:
+        if len(xb):
+            yield xb.requires_grad_(True), yb
+
+
 def _ints(value: Any, name: str) -> list[int]:
     if isinstance(value, str):
         value = [v for v in value.replace(" ", "").split(",") if v]
@@ -83,6 +146,11 @@ class TorchEstimator(BaseEstimator):
         net_kwargs: dict[str, Any] | None = None,
         device: str = "auto",
         random_state: int = 0,
+        adv_epsilon: float = 0.0,
+        adv_steps: int = 1,
+        dp_epsilon: float | None = None,
+        dp_delta: float = 1e-5,
+        dp_max_grad_norm: float = 1.0,
     ) -> None:
         self.architecture = architecture
         self.task = task
@@ -100,6 +168,11 @@ class TorchEstimator(BaseEstimator):
         self.net_kwargs = net_kwargs
         self.device = device
         self.random_state = random_state
+        self.adv_epsilon = adv_epsilon
+        self.adv_steps = adv_steps
+        self.dp_epsilon = dp_epsilon
+        self.dp_delta = dp_delta
+        self.dp_max_grad_norm = dp_max_grad_norm
 
     # ------------------------------------------------------------------ checks
 
@@ -143,10 +216,17 @@ class TorchEstimator(BaseEstimator):
                 self.val_split in ("stratified", "tail"),
                 "'stratified' or 'tail'",
             ),
+            *_option_checks(self),
         ]
         for name, value, ok, want in checks:
             if isinstance(value, bool) or not ok:
                 raise InvalidInput(f"parameter {name!r} = {value!r}: expected {want}")
+
+    _parameter_constraints: dict[str, Any] = {}  # noqa: RUF012 - keel's train checks call
+
+    def _validate_params(self) -> None:
+        """What keel's trainer calls before it opens a run: a bad value changes nothing."""
+        self._check()
 
     def _arch_kwargs(self, X: np.ndarray, n_out: int, y: np.ndarray) -> dict[str, Any]:
         shift, scale = 0.0, 1.0
@@ -247,6 +327,8 @@ class TorchEstimator(BaseEstimator):
         yv = t.as_tensor(yv_np, dtype=dtype, device=device)
         opt = t.optim.Adam(net.parameters(), lr=float(self.lr), weight_decay=self.weight_decay)
         gen = t.Generator().manual_seed(self.random_state)
+        self._clip = (float(X[tr].min()), float(X[tr].max()))  # adversarial points stay inside
+        net, opt, private = self._private(net, opt, Xt, yt)  # unchanged without dp_epsilon
         self.history_: list[dict[str, float]] = []
         best, best_state, waited = math.inf, None, 0
         for epoch in range(1, self.epochs + 1):
@@ -254,15 +336,16 @@ class TorchEstimator(BaseEstimator):
             net.train()
             order = t.randperm(len(tr), generator=gen).to(device)
             total = 0.0
-            for i in range(0, len(tr), self.batch_size):
-                b = order[i : i + self.batch_size]
+            for xb, yb in _batches(private, Xt, yt, order, self.batch_size):
                 opt.zero_grad(set_to_none=True)
-                loss = self._loss(net(Xt[b]), yt[b])
+                loss = self._batch_loss(net, xb, yb)
                 loss.backward()
                 opt.step()
-                total += loss.item() * len(b)
+                total += loss.item() * len(xb)
             record = {"epoch": epoch, "train_loss": total / len(tr)}
             record.update(self._validate(net, Xv, yv, yv_np))
+            if private is not None:
+                record["dp_epsilon"] = self._epsilon(private)
             record["seconds"] = time.perf_counter() - started
             self.history_.append(record)
             if record["val_loss"] < best - 1e-6:
@@ -277,8 +360,100 @@ class TorchEstimator(BaseEstimator):
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
+        if private is not None:
+            net = self._spent(net, private)
         self.net_ = net.cpu().eval()
         return self
+
+    # ------------------------------------------------------------------ the two options
+
+    def _batch_loss(self, net: Any, xb: Any, yb: Any) -> Any:
+        """The loss of one batch; with adversarial training, the mean of the clean and the
+        adversarial loss."""
+        if not self.adv_epsilon:
+            return self._loss(net(xb), yb)
+        adv = self._adversarial(net, xb, yb)
+        return 0.5 * (self._loss(net(xb), yb) + self._loss(net(adv), yb))
+
+    def _adversarial(self, net: Any, x: Any, y: Any) -> Any:
+        """FGSM (one step) or PGD (``adv_steps``, random start) within ``adv_epsilon``."""
+        t = _torch()
+        eps, steps = float(self.adv_epsilon), int(self.adv_steps)
+        lo, hi = self._clip
+        if steps == 1:
+            delta, step = t.zeros_like(x), eps
+        else:
+            delta, step = (t.rand_like(x) * 2 - 1) * eps, 2.5 * eps / steps
+        for _ in range(steps):
+            xa = (x + delta).clamp(lo, hi).requires_grad_(True)
+            (grad,) = t.autograd.grad(self._loss(net(xa), y), xa)
+            delta = (delta + step * grad.sign()).clamp(-eps, eps)
+        return (x + delta).clamp(lo, hi).detach()
+
+    def _private(self, net: Any, opt: Any, Xt: Any, yt: Any) -> tuple[Any, Any, Any]:
+        """Opacus' private module, optimizer and Poisson-sampled loader (None: not private)."""
+        if self.dp_epsilon is None:
+            return net, opt, None
+        import warnings
+
+        t = _torch()
+        try:
+            from opacus import PrivacyEngine
+            from opacus.validators import ModuleValidator
+        except ImportError:
+            from keel.errors import MissingExtra
+
+            raise MissingExtra(
+                "dp_epsilon needs Opacus; install it with: pip install 'keel[torch]'"
+            ) from None
+        problems = ModuleValidator.validate(net, strict=False)
+        if problems:
+            raise InvalidInput(
+                f"dp_epsilon: the network cannot be trained with DP-SGD: {problems[0]}"
+            )
+        data = t.utils.data.TensorDataset(Xt, yt)
+        loader = t.utils.data.DataLoader(data, batch_size=int(self.batch_size))
+        with warnings.catch_warnings():  # "secure RNG turned off": seeded on purpose
+            warnings.simplefilter("ignore")
+            engine = PrivacyEngine(accountant="rdp")
+            net, opt, loader = engine.make_private_with_epsilon(
+                module=net,
+                optimizer=opt,
+                data_loader=loader,
+                target_epsilon=float(self.dp_epsilon),
+                target_delta=float(self.dp_delta),
+                epochs=int(self.epochs),
+                max_grad_norm=float(self.dp_max_grad_norm),
+            )
+        return net, opt, {"engine": engine, "loader": loader, "optimizer": opt}
+
+    def _epsilon(self, private: dict[str, Any]) -> float:
+        """The ε spent so far at ``dp_delta``."""
+        import warnings
+
+        with warnings.catch_warnings():  # RDP's "optimal order is the largest alpha"
+            warnings.simplefilter("ignore")
+            return float(private["engine"].get_epsilon(float(self.dp_delta)))
+
+    def _spent(self, gsm: Any, private: dict[str, Any]) -> Any:
+        """Record the privacy spent (``dp_``) and unwrap Opacus' module."""
+        self.dp_ = {
+            "epsilon": self._epsilon(private),
+            "delta": float(self.dp_delta),
+            "target_epsilon": float(self.dp_epsilon),
+            "max_grad_norm": float(self.dp_max_grad_norm),
+            "noise_multiplier": float(private["optimizer"].noise_multiplier),
+            "sample_rate": float(private["loader"].sample_rate),
+            "epochs_planned": int(self.epochs),
+            "epochs_run": len(self.history_),
+            "steps": int(private["engine"].accountant.history[-1][2])
+            if private["engine"].accountant.history
+            else 0,
+            "accountant": "rdp",
+            "mechanism": "DP-SGD (Opacus): per-sample gradient clipping, Gaussian noise, "
+            "Poisson sampling",
+        }
+        return gsm.to_standard_module() if hasattr(gsm, "to_standard_module") else gsm._module
 
     on_epoch: Callable[[dict[str, float]], None] | None = None
     """Called with each epoch's record; set on the instance (not a parameter, so clones of
