@@ -609,21 +609,33 @@ def demo(
     ),
     trials: int = typer.Option(12, help="Optuna trials."),
     executor: str = typer.Option("process", help="process, inline or ray."),
+    act: str = typer.Option(
+        "all",
+        help="all: acts one (Adult) and two (bike sharing); torch: act three, a PyTorch CNN "
+        "on 8x8 digits attacked, hardened, exported to int8 and served (needs keel[torch]).",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """The end-to-end demo on bundled UCI Adult: init → ingest → search → register → export →
     serve a canary and a shadow → compare.
 
     Example: keel demo --trials 8
+             keel demo --act torch
     """
     import time
 
     from keel import registry
     from keel import store as st
     from keel.demo import run_demo
+    from keel.errors import InvalidInput
     from keel.project import open_project
 
+    if act not in ("all", "torch"):
+        raise InvalidInput(f"--act: expected all or torch, got {act!r}")
     t0 = time.perf_counter()
+    if act == "torch":
+        _demo_torch(folder, as_json, t0)
+        return
     res = run_demo(folder, n_trials=trials, executor=executor, progress=not as_json)
     seconds = time.perf_counter() - t0
     if as_json:
@@ -714,3 +726,25 @@ def demo(
         for line in res.monitoring_log:
             console.print(f"  {line}", highlight=False)
     console.print(f"project: {res.project}   total {seconds:.1f} s")
+
+
+def _demo_torch(folder: Path | None, as_json: bool, t0: float) -> None:
+    import tempfile
+    import time
+
+    from keel._demo_torch import run_torch_act
+
+    root = folder or Path(tempfile.mkdtemp(prefix="keel-demo-torch-"))
+    if not as_json:
+        console.print("[bold]act three: a PyTorch image classifier[/bold] (8x8 digits)")
+    say = (
+        (lambda line: None)
+        if as_json
+        else (lambda line: console.print(f"  {line}", highlight=False))
+    )
+    out = run_torch_act(root, say=say)
+    seconds = time.perf_counter() - t0
+    if as_json:
+        emit_json({**out, "project": str(root), "seconds": seconds})
+        return
+    console.print(f"project: {root}   total {seconds:.1f} s")

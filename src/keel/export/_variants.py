@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import logging
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -215,13 +216,18 @@ def quantize_int8(onnx_bytes: bytes, model: Any) -> tuple[Any, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(proto.SerializeToString())
-        quantize_dynamic(
-            str(src),
-            str(dst),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=ops,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        quiet = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # its advice to pre-process, on the root logger
+        try:
+            quantize_dynamic(
+                str(src),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=ops,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+        finally:
+            logging.disable(quiet)
         data = dst.read_bytes()
     q = OnnxModel(data, model.task, model.input_schema, model.classes_)
     return q, {"weight_type": "int8", "fp32_bytes": len(onnx_bytes), "int8_bytes": len(data)}
