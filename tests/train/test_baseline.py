@@ -14,20 +14,6 @@ from keel.data import ingest
 from keel.train import get_run, train
 
 
-@pytest.fixture
-def imbalanced(store, tmp_path):
-    """600 rows, 3.3% positives, features that are pure noise."""
-    rng = np.random.default_rng(0)
-    n = 600
-    y = np.array(["No"] * n, dtype=object)
-    y[rng.choice(n, 20, replace=False)] = "Yes"
-    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "y": y})
-    path = tmp_path / "default.csv"
-    df.to_csv(path, index=False)
-    ingest(store, path, name="default")
-    return store
-
-
 def test_the_majority_baseline_is_logged_and_a_model_below_it_is_flagged(imbalanced):
     res = train(imbalanced, "default", "y", params={"n_estimators": 50})
     run = get_run(imbalanced, res.run_id)

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from keel.cli import main
 from keel.data import ingest
 from keel.errors import InvalidInput
 from keel.train import get_run, list_runs, train
-
-
-@pytest.fixture
-def imbalanced(store, tmp_path):
-    """600 rows, 3.3% positives, features that are pure noise."""
-    rng = np.random.default_rng(0)
-    n = 600
-    y = np.array(["No"] * n, dtype=object)
-    y[rng.choice(n, 20, replace=False)] = "Yes"
-    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "y": y})
-    path = tmp_path / "default.csv"
-    df.to_csv(path, index=False)
-    ingest(store, path, name="default")
-    return store
 
 
 @pytest.mark.parametrize(
