@@ -91,7 +91,7 @@ def test_pickled_weights_are_never_loaded(tmp_path):
 
 
 def test_a_users_own_module_is_built_from_importable_code(tmp_path, monkeypatch):
-    (tmp_path / "keel_models_test_nets.py").write_text(
+    (tmp_path / "kt_nets.py").write_text(
         textwrap.dedent(
             """
             import torch
@@ -107,20 +107,20 @@ def test_a_users_own_module_is_built_from_importable_code(tmp_path, monkeypatch)
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    cls = resolve_architecture("keel_models_test_nets:Tiny")
+    cls = resolve_architecture("kt_nets:Tiny")
     net = cls(n_in=64, n_out=2)
     from safetensors.torch import save_file
 
     save_file(net.state_dict(), tmp_path / "w.safetensors")
     state = read_weights_file(tmp_path / "w.safetensors")
     model = TorchModel(
-        "keel_models_test_nets:Tiny", {"n_in": 64, "n_out": 2}, state, "classification", [IMG], [0, 1]
+        "kt_nets:Tiny", {"n_in": 64, "n_out": 2}, state, "classification", [IMG], [0, 1]
     )
     with torch.no_grad():
         want = torch.softmax(net(torch.from_numpy(_images(4))), 1).numpy()
     np.testing.assert_allclose(model.predict_proba(_images(4)), want, rtol=1e-5)
     with pytest.raises(UnsafeArtifact, match="expected a torch.nn.Module subclass"):
-        resolve_architecture("keel_models_test_nets:not_a_module")
+        resolve_architecture("kt_nets:not_a_module")
     with pytest.raises(UnsafeArtifact, match="expected a torch.nn.Module subclass"):
         resolve_architecture("os:system")
     with pytest.raises(InvalidInput, match="does not import here"):
