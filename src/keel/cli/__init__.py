@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         _monitor_cmds,
         _pipeline_cmds,
         _serve_cmds,
+        _ui_cmds,
     )
     from keel.cli._app import app
     from keel.cli._render import err_console

@@ -1,0 +1,153 @@
+"""Run the dashboard on the model server's stack: uvicorn with keel.serve's guarded
+httptools protocol, its host resolution and bind, and its rule that only a loopback address
+may be served without API keys."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from typing import Any
+
+from keel.errors import InvalidInput, KeelError
+from keel.serve._server import _bind, is_loopback
+from keel.ui._app import UiApp, create_app
+
+__all__ = ["RunningUi", "serve", "start"]
+
+log = logging.getLogger("keel.ui")
+
+_HEAD_TIMEOUT_S = 5.0
+_MAX_CONNECTIONS = 1024
+
+
+def _check_bind(host: str, app: UiApp) -> None:
+    if not is_loopback(host) and app.keys is None:
+        raise InvalidInput(
+            f"ui: refusing to listen on {host!r} without API keys, since anyone who can reach "
+            "it could read every run, model and prediction; give keys (keel ui --keys FILE, "
+            "made by 'keel key') or listen on 127.0.0.1"
+        )
+
+
+def _uvicorn(app: UiApp, log_level: str, access_log: bool) -> Any:
+    import uvicorn
+
+    from keel.serve._conn import guarded_protocol
+
+    config = uvicorn.Config(
+        app,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http=guarded_protocol(_HEAD_TIMEOUT_S, _MAX_CONNECTIONS),
+        limit_concurrency=_MAX_CONNECTIONS + 1,
+        lifespan="on",
+        log_config=None,
+        log_level=log_level,
+        access_log=access_log,
+        server_header=False,
+        timeout_graceful_shutdown=3,
+    )
+    return uvicorn.Server(config)
+
+
+def _prepare(
+    project_or_store: Any,
+    host: str,
+    port: int,
+    keys: Any,
+    poll_s: float,
+    log_level: str,
+    access_log: bool,
+) -> tuple[UiApp, Any, Any]:
+    app = create_app(project_or_store, keys=keys, poll_s=poll_s)
+    _check_bind(host, app)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidInput(f"port: expected a port number 0-65535, got {port!r}")
+    if keys is None:  # loopback only: answer only requests addressed to it (DNS rebinding)
+        bare = host.strip("[]").lower()
+        app.allowed_hosts = frozenset({"localhost", "127.0.0.1", "[::1]", bare, f"[{bare}]"})
+    sock = _bind(host, port)
+    server = _uvicorn(app, log_level, access_log)
+    app.server = server
+    return app, sock, server
+
+
+class RunningUi:
+    """A dashboard running in a background thread: ``url``, ``app``, :meth:`stop` (also on
+    leaving a ``with`` block)."""
+
+    def __init__(self, app: UiApp, server: Any, thread: threading.Thread, host: str, port: int):
+        self.app, self.host, self.port = app, host, port
+        self._server, self._thread = server, thread
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self, timeout: float = 15) -> None:
+        self.app.closing.set()  # live streams end at their next poll
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> RunningUi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start(
+    project_or_store: Any = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    keys: Any = None,
+    poll_s: float = 0.5,
+    log_level: str = "warning",
+    access_log: bool = False,
+    ready_timeout: float = 30,
+) -> RunningUi:
+    """Serve the dashboard in a background thread (port 0: any free port); returns once it
+    answers. ``start(...).url`` is where to point a browser."""
+    app, sock, server = _prepare(project_or_store, host, port, keys, poll_s, log_level, access_log)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="keel-ui", daemon=True
+    )
+    thread.start()
+    running = RunningUi(app, server, thread, *sock.getsockname()[:2])
+    deadline = threading.Event()
+    waited = 0.0
+    while not server.started and thread.is_alive() and waited < ready_timeout:
+        deadline.wait(0.01)
+        waited += 0.01
+    if not server.started:
+        running.stop()
+        sock.close()
+        raise KeelError("ui: the dashboard did not start")
+    return running
+
+
+def serve(
+    project_or_store: Any = None,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    keys: Any = None,
+    poll_s: float = 0.5,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> None:
+    """Serve the dashboard until interrupted. Refuses a non-loopback ``host`` without
+    ``keys``."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    app, sock, server = _prepare(project_or_store, host, port, keys, poll_s, log_level, access_log)
+    log.info("keel ui: http://%s:%s", *sock.getsockname()[:2])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        app.closing.set()
+        sock.close()
