@@ -25,7 +25,7 @@ def _coming(path: str):  # type: ignore[no-untyped-def]
     def view(request: Request) -> Response:
         title = path.strip("/").capitalize()
         body = (
-            f'<section class="coming"><h1>{esc(title)}</h1>'
+            f'<section class="coming" data-testid="coming-soon"><h1>{esc(title)}</h1>'
             f'<p class="coming-note">Coming: this page is not built yet.</p>'
             f"<p>{esc(COMING[path])}</p></section>"
         )

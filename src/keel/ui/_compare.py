@@ -81,7 +81,8 @@ def compare_view(request: Request) -> Response:
         metric = data["metric_keys"][0] if data["metric_keys"] else ""
     names = {r["id"]: r["name"] or r["id"][:12] for r in data["runs"]}
     head = "".join(
-        f'<th scope="col"><a href="/runs/{esc(r["id"])}">{esc(names[r["id"]])}</a></th>'
+        f'<th scope="col" data-run-id="{esc(r["id"])}">'
+        f'<a href="/runs/{esc(r["id"])}">{esc(names[r["id"]])}</a></th>'
         for r in data["runs"]
     )
     differing = set(data["differing"])

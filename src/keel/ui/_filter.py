@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, and_, case, cast, func, literal, or_, select
+from sqlalchemy import ARRAY, Float, Text, and_, case, cast, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -78,7 +78,7 @@ _TOKEN = re.compile(
     (?P<space>\s+)
   | (?P<lparen>\()
   | (?P<rparen>\))
-  | (?P<op>==|!=|<>|<=|>=|=|<|>)
+  | (?P<op>[<>=!]+)
   | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![A-Za-z_]))
   | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<field>[A-Za-z_]\w*\.`[^`]*`|[A-Za-z_]"""
@@ -281,7 +281,15 @@ class _Parser:
             return node
         ftok = self.take("field", "a field such as metrics.roc_auc, params.model or status")
         field = parse_field(ftok.text, ftok.pos)
-        op = _OPS[self.take("op", "a comparison (=, !=, <, <=, >, >=)").text]
+        otok = self.take("op", "a comparison (=, !=, <, <=, >, >=)")
+        op = _OPS.get(otok.text)
+        if op is None:
+            raise FilterError(
+                f"filter: unknown comparison {otok.text!r} at position {otok.pos}; "
+                "use one of =, !=, <, <=, >, >=",
+                otok.pos,
+                otok.text,
+            )
         vtok = self.peek()
         if vtok is None or vtok.kind not in ("number", "string"):
             raise self.fail("a value (a number, or a string in quotes)")
@@ -348,7 +356,8 @@ def _param_text(raw: Any, dialect: str) -> Any:
     """A string parameter's own text, otherwise its JSON text."""
     if dialect == "postgresql":
         quoted = raw.op("~")(r'^".*"$')
-        return case((quoted, cast(raw, JSONB).op("#>>")(literal("{}"))), else_=raw)
+        root = cast(literal("{}"), ARRAY(Text))  # the empty path: the JSON value itself
+        return case((quoted, cast(raw, JSONB).op("#>>")(root)), else_=raw)
     valid = func.json_valid(raw) == 1
     return case(
         (valid, case((func.json_type(raw) == "text", func.json_extract(raw, "$")), else_=raw)),
