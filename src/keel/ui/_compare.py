@@ -78,7 +78,7 @@ def compare_view(request: Request) -> Response:
     data = comparison(request.app.store, ids)
     metric = request.query.get("metric") or ""
     if metric not in data["metric_keys"]:
-        metric = data["metric_keys"][0] if data["metric_keys"] else ""
+        metric = _common_metric(data)
     names = {r["id"]: r["name"] or r["id"][:12] for r in data["runs"]}
     head = "".join(
         f'<th scope="col" data-run-id="{esc(r["id"])}">'
@@ -105,6 +105,7 @@ def compare_view(request: Request) -> Response:
     <button type="submit">Show</button>
   </form>
   <h2>Parameters against <span id="metric-name">{esc(metric)}</span></h2>
+  <p class="muted" id="parallel-note"></p>
   <div id="parallel" class="parallel"></div>
   <h2>Curves</h2>
   <div id="compare-curves" class="curves"></div>
@@ -124,6 +125,14 @@ def compare_view(request: Request) -> Response:
             data={**data, "metric": metric},
         )
     )
+
+
+def _common_metric(data: dict[str, Any]) -> str:
+    """The metric most of the runs have (the first by name among equals)."""
+    if not data["metric_keys"]:
+        return ""
+    have = {k: sum(k in r["metrics"] for r in data["runs"]) for k in data["metric_keys"]}
+    return sorted(data["metric_keys"], key=lambda k: (-have[k], k))[0]
 
 
 def _fmt(value: Any) -> str:

@@ -57,12 +57,13 @@ def page(
     js = "".join(
         f'<script src="{esc(app.static_url(s))}" defer></script>' for s in ("keel.js", *scripts)
     )
+    icon = app.static_url("favicon.svg")
     blob = json_block("keel-data", data) if data is not None else ""
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)} · keel</title>{css}{js}</head>"
+        f'<title>{esc(title)} · keel</title><link rel="icon" href="{esc(icon)}">{css}{js}</head>'
         '<body><header class="top"><a class="brand" href="/runs">keel</a>'
         f'<nav aria-label="main">{links}</nav></header>'
         f'<main id="main">{body}</main>{blob}</body></html>'

@@ -235,11 +235,10 @@ def column_keys(store: Any, experiment: str | None = None) -> dict[str, list[str
         metrics = sorted(conn.execute(mq).scalars())
         params = sorted(conn.execute(pq).scalars())
         tags: set[str] = set()
-        for (text,) in conn.execute(
-            select(_R.c.tags_json.distinct()).where(
-                *([_R.c.experiment == experiment] if experiment else [])
-            )
-        ):
+        tq = select(_R.c.tags_json).distinct()
+        if experiment:
+            tq = tq.where(_R.c.experiment == experiment)
+        for (text,) in conn.execute(tq):
             tags.update(json.loads(text or "{}"))
     return {
         "attributes": list(ATTRIBUTES),

@@ -74,10 +74,14 @@
       ctx.fillStyle = "#5a6370";
       ctx.fillText("no params or metrics to compare", 12, 24);
     }
-    // lines, colored by the metric
+    // lines: in each run's own color for a few runs, else colored by the metric
+    const byRun = runs.length <= 10 || !metricAxis;
+    document.getElementById("parallel-note").textContent = byRun
+      ? "One line per run, in its color above."
+      : "One line per run, colored by " + metric + ": blue lowest, red highest; grey: no value.";
     runs.forEach((r) => {
       const m = metricAxis ? metricAxis.pos(r.metrics[metric]) : null;
-      ctx.strokeStyle = m === null ? "#9aa4ae" : ramp(m);
+      ctx.strokeStyle = byRun ? runColor.get(r.id) : (m === null ? "#9aa4ae" : ramp(m));
       ctx.lineWidth = runs.length > 30 ? 1 : 2;
       ctx.globalAlpha = runs.length > 30 ? 0.6 : 0.9;
       ctx.beginPath();
