@@ -174,13 +174,32 @@
       if (node) node.replaceWith(fresh); else body.append(fresh);
       rendered.set(i, fresh);
     }
-    if (total > 0) {
-      for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE); p++) fetchPage(p);
+    if (total > 0) want(first, last);
+  }
+
+  // Pages are fetched for what is in view once scrolling pauses, two at a time; a page
+  // that left the view before its turn is not fetched at all.
+  const MAX_IN_FLIGHT = 2;
+  let wanted = [];
+  let fetchTimer = 0;
+
+  function want(first, last) {
+    wanted = [];
+    for (let p = Math.floor(first / PAGE); p <= Math.floor(last / PAGE); p++) {
+      if (!pages.has(p)) wanted.push(p);
+    }
+    clearTimeout(fetchTimer);
+    if (wanted.length) fetchTimer = setTimeout(pump, 60);
+  }
+
+  function pump() {
+    while (loading.size < MAX_IN_FLIGHT && wanted.length) {
+      const p = wanted.shift();
+      if (!pages.has(p) && !loading.has(p)) fetchPage(p);
     }
   }
 
   async function fetchPage(p) {
-    if (pages.has(p) || loading.has(p)) return;
     loading.add(p);
     const gen = generation;
     try {
@@ -193,6 +212,7 @@
       if (gen === generation) showError(err);
     } finally {
       loading.delete(p);
+      pump();
     }
   }
 
