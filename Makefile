@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.keel-installed
 DEVSTAMP = $(VENV)/.keel-dev-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-torch test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ $(DEVSTAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)  ## init a project in a temp folder, ingest Adult, search, register, alias, lineage
 	$(BIN)/keel demo
+
+demo-torch: $(STAMP)  ## act three: a PyTorch CNN on 8x8 digits attacked, hardened, exported to int8, served (installs keel[torch])
+	$(BIN)/python -m pip install --quiet -e '.[torch]'
+	$(BIN)/keel demo --act torch
 
 test: $(DEVSTAMP)  ## lint, the layer contract and the whole suite (slow tests included)
 	$(BIN)/ruff check src tests $(wildcard bench)

@@ -612,7 +612,7 @@ def demo(
     act: str = typer.Option(
         "all",
         help="all: acts one (Adult) and two (bike sharing); torch: act three, a PyTorch CNN "
-        "on 8x8 digits attacked, hardened, exported to int8 and served (needs keel[torch]).",
+        "on 8x8 digits attacked, hardened, exported to int8 and served (needs keel\\[torch]).",
     ),
     as_json: bool = JSON,
 ) -> None:
