@@ -670,3 +670,27 @@ def test_the_dashboard_reads_a_store_that_training_writes_at_the_same_time(serve
         writer.join(30)
     assert not problems, problems
     assert written[0] > 0 and n > 0
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def test_keel_ui_refuses_a_non_loopback_host_without_keys(tmp_path, capsys):
+    from keel.cli import main
+
+    root = tmp_path / "proj"
+    assert main(["init", str(root)]) == 0
+    capsys.readouterr()
+    code = main(["ui", "--host", "0.0.0.0", "--port", "0", "-C", str(root)])
+    err = capsys.readouterr().err
+    assert code == 2 and "API keys" in err and "keel ui --keys" in err
+    code = main(["ui", "--port", "70000", "-C", str(root)])
+    assert code == 2 and "--port" in capsys.readouterr().err
+
+
+def test_keel_ui_is_listed_in_the_help(capsys):
+    from keel.cli import main
+
+    assert main(["ui", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--host" in out and "--port" in out and "--keys" in out

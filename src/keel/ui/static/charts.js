@@ -25,7 +25,9 @@
       series: [{ label: "step" }].concat(series.map((s, i) => ({
         label: s.label,
         stroke: s.color || color(i),
-        width: 1.5,
+        // a fractional width costs ~20x in software rasterizing (headless, no GPU) once
+        // there are many lines: hairlines for overlays
+        width: series.length > 1 ? 1 : 1.5,
         spanGaps: true,
         points: { show: s.steps.length < 60 },
         value: (u, v) => (v === null || v === undefined ? "" : fmt(v)),

@@ -167,6 +167,8 @@
     } catch (err) {
       curves.replaceChildren(el("p", { class: "filter-error", text: err.message }));
     }
+    // present once the plots are painted, not just built
+    await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
     ready = el("span", { "data-testid": "compare-ready", hidden: true });
     main.append(ready);
   }
