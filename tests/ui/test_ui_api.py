@@ -694,3 +694,21 @@ def test_keel_ui_is_listed_in_the_help(capsys):
     assert main(["ui", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--host" in out and "--port" in out and "--keys" in out
+
+
+def test_every_static_file_is_declared_as_package_data():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["keel"]
+    static = root / "src" / "keel" / "ui" / "static"
+    files = [
+        p.relative_to(root / "src" / "keel").as_posix() for p in static.rglob("*") if p.is_file()
+    ]
+    assert files
+    missing = [f for f in files if not any(fnmatch.fnmatchcase(f, pat) for pat in patterns)]
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"

@@ -120,6 +120,7 @@ class EventStream:
         self.gone = asyncio.Event()
 
     def _poll(self) -> tuple[dict[str, Any], Any]:
+        self.app.mark_dead_runs()  # a run whose process died ends its stream too
         fresh: dict[str, dict[str, list]] = {}
         with self.app.store.read() as conn:
             rows = conn.execute(
@@ -165,7 +166,6 @@ class EventStream:
                 {"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True}
             )
             while not self.gone.is_set() and not self._stopping():
-                self.app.mark_dead_runs()
                 t0 = loop.time()
                 fresh, status = await asyncio.to_thread(self._poll)
                 chunks = []
