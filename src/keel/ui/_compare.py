@@ -106,11 +106,13 @@ def compare_view(request: Request) -> Response:
   </form>
   <h2>Parameters against <span id="metric-name">{esc(metric)}</span></h2>
   <p class="muted" id="parallel-note"></p>
-  <div id="parallel" class="parallel"></div>
+  <div id="parallel" class="parallel" tabindex="0" role="region"
+    aria-label="parallel coordinates"></div>
   <h2>Curves</h2>
   <div id="compare-curves" class="curves"></div>
   <h2>Parameters</h2>
-  <div class="table-scroll"><table class="diff" id="diff-table">
+  <div class="table-scroll" tabindex="0" role="region" aria-label="parameters of each run">
+  <table class="diff" id="diff-table">
     <thead><tr><th scope="col">param</th>{head}</tr></thead>
     <tbody>{"".join(rows)}</tbody></table></div>
 </section>"""
@@ -140,7 +142,11 @@ def _fmt(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return value if isinstance(value, str) else repr(value)
+    if isinstance(value, str):
+        return value
+    from keel.serve._http import dumps
+
+    return dumps(value).decode()
 
 
 ROUTES = (

@@ -296,7 +296,7 @@ def run_view(request: Request) -> Response:
     tags = rec["tags"] if isinstance(rec["tags"], dict) else {}
     tags_html = _table(list(tags.items()), ("tag", "value"), "no tags")
     arts_html = f'<ul class="artifacts">{arts}</ul>' if arts else '<p class="muted">none</p>'
-    env_html = _table(env_rows, ("", "version"), "not recorded")
+    env_html = _table(env_rows, ("name", "version"), "not recorded")
     body = f"""
 <article class="run-page" id="run" data-run="{esc(rid)}">
   <h1><span class="run-name">{esc(title)}</span>

@@ -28,17 +28,18 @@
   // -- parallel coordinates -------------------------------------------------------------
   function axisOf(name, values) {
     const present = values.filter((v) => v !== null && v !== undefined);
+    const missing = present.length < values.length;
     const numeric = present.length > 0 && present.every((v) => typeof v === "number" && isFinite(v));
     if (numeric) {
       let lo = Math.min(...present), hi = Math.max(...present);
       if (lo === hi) { lo -= 0.5; hi += 0.5; }
-      return { name, numeric: true, lo, hi, pos: (v) => (typeof v === "number" ? (v - lo) / (hi - lo) : null) };
+      return { name, missing, numeric: true, lo, hi, pos: (v) => (typeof v === "number" ? (v - lo) / (hi - lo) : null) };
     }
     const cats = [...new Set(present.map((v) => (typeof v === "string" ? v : JSON.stringify(v))))].sort();
     const index = new Map(cats.map((c, i) => [c, i]));
     const key = (v) => (typeof v === "string" ? v : JSON.stringify(v));
     return {
-      name, numeric: false, cats,
+      name, missing, numeric: false, cats,
       pos: (v) => (v === null || v === undefined ? null : (cats.length === 1 ? 0.5 : index.get(key(v)) / (cats.length - 1))),
     };
   }
@@ -49,12 +50,16 @@
   }
 
   function drawParallel() {
-    const keys = (onlyDiff.checked ? data.differing : data.param_keys).slice(0, 40);
+    // params most runs have first: their lines say the most
+    const have = (k) => runs.filter((r) => r.params[k] !== undefined && r.params[k] !== null).length;
+    const keys = (onlyDiff.checked ? data.differing : data.param_keys)
+      .map((k) => [k, have(k)]).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+      .map((x) => x[0]).slice(0, 40);
     const axes = keys.map((k) => axisOf(k, runs.map((r) => r.params[k])));
     const metricAxis = metric ? axisOf(metric, runs.map((r) => r.metrics[metric])) : null;
     if (metricAxis) axes.push(Object.assign(metricAxis, { metric: true }));
     const width = Math.max(parallel.clientWidth - 2, 140 * Math.max(axes.length, 2));
-    const height = 340, top = 40, bottom = 36, left = 70, right = 70;
+    const height = 360, top = 40, bottom = 46, left = 70, right = 70;
     const ratio = window.devicePixelRatio || 1;
     const canvas = el("canvas", {
       role: "img",
@@ -69,7 +74,7 @@
     ctx.font = "12px system-ui, sans-serif";
     const span = axes.length > 1 ? (width - left - right) / (axes.length - 1) : 0;
     const xOf = (i) => left + i * span;
-    const yOf = (p) => top + (1 - p) * (height - top - bottom);
+    const yOf = (p) => (p === null ? height - bottom + 26 : top + (1 - p) * (height - top - bottom));
     if (!axes.length) {
       ctx.fillStyle = "#5a6370";
       ctx.fillText("no params or metrics to compare", 12, 24);
@@ -85,13 +90,11 @@
       ctx.lineWidth = runs.length > 30 ? 1 : 2;
       ctx.globalAlpha = runs.length > 30 ? 0.6 : 0.9;
       ctx.beginPath();
-      let pen = false;
       axes.forEach((a, i) => {
         const v = a.metric ? r.metrics[a.name] : r.params[a.name];
-        const p = a.pos(v);
-        if (p === null || p === undefined) { pen = false; return; }
-        if (pen) ctx.lineTo(xOf(i), yOf(p)); else ctx.moveTo(xOf(i), yOf(p));
-        pen = true;
+        let p = a.pos(v);
+        if (p === undefined) p = null; // no value: the "none" slot under the axis
+        if (i) ctx.lineTo(xOf(i), yOf(p)); else ctx.moveTo(xOf(i), yOf(p));
       });
       ctx.stroke();
     });
@@ -109,9 +112,10 @@
       ctx.fillStyle = "#5a6370";
       ctx.textAlign = i === axes.length - 1 && axes.length > 1 ? "right" : "left";
       const dx = ctx.textAlign === "right" ? -4 : 4;
+      if (a.missing) ctx.fillText("none", x + dx, yOf(null) + 4);
       if (a.numeric) {
         ctx.fillText(fmt(a.hi), x + dx, top - 6);
-        ctx.fillText(fmt(a.lo), x + dx, height - bottom + 14);
+        ctx.fillText(fmt(a.lo), x + dx, height - bottom + 12);
       } else {
         const every = Math.ceil(a.cats.length / 8);
         a.cats.forEach((c, j) => {

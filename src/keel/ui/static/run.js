@@ -95,7 +95,7 @@
     const width = PAD * 2 + depths.length * W + (depths.length - 1) * GX;
     const height = PAD * 2 + rows * H + (rows - 1) * GY;
     const root = svg("svg", { viewBox: "0 0 " + width + " " + height, width: width, height: height,
-      role: "img", "aria-label": "lineage: data sets, this run and the model versions made from it" });
+      role: "group", "aria-label": "lineage: data sets, this run and the model versions made from it" });
     for (const e of graph.edges) {
       const a = pos.get(e.from), b = pos.get(e.to);
       if (!a || !b) continue;
