@@ -13,6 +13,8 @@ __all__ = ["COMING", "ROUTES"]
 #: path -> what the page will show.
 COMING: dict[str, str] = {
     "/models": "Models: versions, aliases and their history, gates, evidence and model cards.",
+    "/models/{name}": "A model: its versions, aliases and their history, gates pass/fail per "
+    "rule, the evidence as pictures and the model card.",
     "/releases": "Releases: traffic by alias and version, canary and shadow comparisons, "
     "the prediction log.",
     "/monitoring": "Monitoring: drift per feature over time, performance once labels arrive, "
@@ -23,13 +25,13 @@ COMING: dict[str, str] = {
 
 def _coming(path: str):  # type: ignore[no-untyped-def]
     def view(request: Request) -> Response:
-        title = path.strip("/").capitalize()
+        title = path.strip("/").split("/")[0].capitalize()
         body = (
             f'<section class="coming" data-testid="coming-soon"><h1>{esc(title)}</h1>'
             f'<p class="coming-note">Coming: this page is not built yet.</p>'
             f"<p>{esc(COMING[path])}</p></section>"
         )
-        return html_response(page(request.app, title, body, active=path))
+        return html_response(page(request.app, title, body, active="/" + path.split("/")[1]))
 
     return view
 
