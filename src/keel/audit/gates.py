@@ -39,6 +39,7 @@ from keel.errors import InvalidInput, ValidationFailed
 
 __all__ = [
     "GateResult",
+    "alias_trail",
     "enforce",
     "Policy",
     "Rule",
@@ -294,10 +295,12 @@ def enforce(
     """The check :func:`keel.registry.set_alias` runs before moving ``alias`` to ``ref``:
     nothing when the project's policy does not gate ``alias``, declares no policy at all
     (neither ``audit.policy`` nor ``audit.gated_aliases``), or is empty with ``allow_empty``.
-    Else the gates must pass (a declared policy with no rules does not), or ``override`` (a
-    reason) must be given — then the override and the failed rules are recorded as a
-    ``gate_override`` event. Returns the failed rules that were overridden (empty when none
-    failed). Raises :class:`ValidationFailed` naming every failed rule, changing nothing."""
+    Else the gates must pass (a declared policy with no rules does not) — the checks are
+    recorded as a ``gate_passed`` event — or ``override`` (a reason) must be given — then the
+    override, the checks and the failed rules are recorded as a ``gate_override`` event
+    (:func:`alias_trail` pairs these with the moves). Returns the failed rules that were
+    overridden (empty when none failed). Raises :class:`ValidationFailed` naming every failed
+    rule, changing nothing."""
     from keel import config, registry
 
     policy = Policy.from_settings(getattr(store, "settings", None))
@@ -323,6 +326,19 @@ def enforce(
         except ValidationFailed as exc:  # no evidence yet
             problems = [str(exc)]
     if not problems:
+        assert result is not None
+        with store.write() as conn:
+            store.add_event(
+                conn,
+                "gate_passed",
+                mv.ref,
+                {
+                    "alias": alias,
+                    "who": who or config.user(),
+                    "evidence_id": result.evidence_id,
+                    "checks": list(result.checks),
+                },
+            )
         return []
     if override is None:
         raise ValidationFailed(
@@ -341,6 +357,72 @@ def enforce(
                 "who": who or config.user(),
                 "failed": problems,
                 "evidence_id": result.evidence_id if result else None,
+                "checks": list(result.checks) if result else [],
             },
         )
     return problems
+
+
+def alias_trail(store: Any, name: str) -> list[dict[str, Any]]:
+    """Every alias move of model ``name``, oldest first (:func:`keel.registry.alias_history`:
+    ``alias``, ``from_version``, ``to_version``, ``who``, ``at``, ``why``), each with
+    ``gate``: what the gates said when it moved — ``status`` ``passed`` (with its ``checks``
+    and ``evidence_id``), ``overridden`` (also ``override``: ``reason``, ``who`` and the
+    ``failed`` rules), ``removed`` (the alias was taken away), ``not_gated`` (today's policy
+    does not gate the alias, and no check was recorded) or ``unrecorded`` (a gated alias moved
+    before keel recorded passes)."""
+    from keel import registry
+
+    moves = registry.alias_history(store, name)
+    try:
+        gated = set(Policy.from_settings(getattr(store, "settings", None)).gated_aliases)
+    except InvalidInput:
+        gated = set(DEFAULT_GATED)
+    prefix = f"{name}/"
+    checks = [
+        e
+        for kind in ("gate_passed", "gate_override")
+        for e in store.events(kind)
+        if str(e["subject"]).startswith(prefix)
+    ]
+    checks.sort(key=lambda e: e["id"])
+    used: set[int] = set()
+    out = []
+    for move in moves:
+        gate_info: dict[str, Any]
+        to = move.get("to_version")
+        found = None
+        if to is not None:
+            ref = f"{name}/{to}"
+            for e in checks:  # the newest check of this alias and version before the move
+                if e["at"] > move["at"]:
+                    break
+                same = e["subject"] == ref and e["payload"].get("alias") == move["alias"]
+                if same and e["id"] not in used:
+                    found = e
+        if to is None:
+            gate_info = {"status": "removed"}
+        elif found is None:
+            gate_info = {"status": "unrecorded" if move["alias"] in gated else "not_gated"}
+        else:
+            used.update(
+                e["id"]
+                for e in checks
+                if e["id"] <= found["id"]
+                and e["subject"] == found["subject"]
+                and e["payload"].get("alias") == move["alias"]
+            )
+            p = found["payload"]
+            gate_info = {
+                "status": "passed" if found["kind"] == "gate_passed" else "overridden",
+                "evidence_id": p.get("evidence_id"),
+                "checks": list(p.get("checks") or []),
+            }
+            if found["kind"] == "gate_override":
+                gate_info["override"] = {
+                    "reason": p.get("reason"),
+                    "who": p.get("who"),
+                    "failed": list(p.get("failed") or []),
+                }
+        out.append({**move, "gate": gate_info})
+    return out
