@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.keel-installed
 DEVSTAMP = $(VENV)/.keel-dev-installed
 
-.PHONY: demo demo-torch test lint bench clean
+.PHONY: demo demo-torch test lint bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: $(DEVSTAMP)  ## lint, the layer contract and the whole suite (slow tests i
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+screenshots: $(DEVSTAMP)  ## the README's pictures of keel ui, taken by the browser tests
+	KEEL_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/ui/test_browser.py -k screenshots
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
