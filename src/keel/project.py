@@ -16,8 +16,19 @@ __all__ = ["Project", "init", "open_project"]
 
 CONFIG_FILE = "keel.yaml"
 #: The top-level keys of keel.yaml (a misspelt one is an error, not a silent no-op).
-#: ``meta`` holds whatever else a team wants to keep there.
-SETTINGS_KEYS = ("name", "format_version", "store", "audit", "card", "monitor", "pipeline", "meta")
+#: ``meta`` holds whatever else a team wants to keep there; ``ui`` the dashboard's
+#: (``servers``: running servers other than loopback ones whose /metrics it may read).
+SETTINGS_KEYS = (
+    "name",
+    "format_version",
+    "store",
+    "audit",
+    "card",
+    "monitor",
+    "pipeline",
+    "ui",
+    "meta",
+)
 STATE_DIR = ".keel"
 
 

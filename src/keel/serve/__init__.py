@@ -23,9 +23,11 @@ from keel.serve._labels import ingest_labels, joined, read_labels
 from keel.serve._predlog import PredictionLog, read_predictions
 from keel.serve._release import Release, load_releases
 from keel.serve._routes import route_table
+from keel.serve._scrape import check_server_url, server_metrics
 from keel.serve._server import RunningServer, is_loopback, serve, start
 from keel.serve._slot import Route
 from keel.serve._swap import release
+from keel.serve._traffic import find_predictions, logged_models, traffic
 from keel.serve._types import MemorySink, PredictionSink
 
 __all__ = [
@@ -43,17 +45,22 @@ __all__ = [
     "ServeConfig",
     "ServeError",
     "add_key",
+    "check_server_url",
     "comparison",
     "create_app",
+    "find_predictions",
     "ingest_labels",
     "is_loopback",
     "joined",
     "load_releases",
+    "logged_models",
     "read_labels",
     "read_predictions",
     "release",
     "revoke_key",
     "route_table",
     "serve",
+    "server_metrics",
     "start",
+    "traffic",
 ]
