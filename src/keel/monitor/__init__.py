@@ -10,6 +10,7 @@ alert rules with notifiers.
 """
 
 from keel.monitor._run import MonitorResult, monitor, training_dataset
+from keel.monitor._timeline import alert_history, monitor_passes, timeline
 from keel.monitor._window import Window, read_window
 from keel.monitor.alerts import Alert, AlertConfig, AlertRule, evaluate
 from keel.monitor.drift import (
@@ -48,6 +49,7 @@ __all__ = [
     "StatTest",
     "WebhookNotifier",
     "Window",
+    "alert_history",
     "check_url",
     "chisquare",
     "drift_report",
@@ -55,9 +57,11 @@ __all__ = [
     "jensenshannon",
     "ks_2samp",
     "monitor",
+    "monitor_passes",
     "psi",
     "quality_report",
     "read_window",
+    "timeline",
     "training_dataset",
     "verify_signature",
     "wasserstein",
