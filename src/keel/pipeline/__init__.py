@@ -67,7 +67,13 @@ inputs' steps, and what it made (dataset, run, model, evidence, ONNX blob) is ``
 """
 
 from keel.pipeline._kinds import KINDS, StepContext
-from keel.pipeline._records import PipelineRun, StepRun, get_pipeline_run, list_pipeline_runs
+from keel.pipeline._records import (
+    PipelineRun,
+    StepRun,
+    get_pipeline_run,
+    get_pipeline_spec,
+    list_pipeline_runs,
+)
 from keel.pipeline._run import run_pipeline, step_key
 from keel.pipeline._spec import Pipeline, Step
 
@@ -79,6 +85,7 @@ __all__ = [
     "StepContext",
     "StepRun",
     "get_pipeline_run",
+    "get_pipeline_spec",
     "list_pipeline_runs",
     "run_pipeline",
     "step_key",

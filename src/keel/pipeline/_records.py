@@ -17,7 +17,13 @@ from keel.errors import Conflict, NotFound
 from keel.pipeline import _kinds
 from keel.store import _tables
 
-__all__ = ["PipelineRun", "StepRun", "get_pipeline_run", "list_pipeline_runs"]
+__all__ = [
+    "PipelineRun",
+    "StepRun",
+    "get_pipeline_run",
+    "get_pipeline_spec",
+    "list_pipeline_runs",
+]
 
 t_runs, t_steps = _tables.pipeline_runs, _tables.pipeline_steps
 
@@ -342,3 +348,22 @@ def list_pipeline_runs(
             )
             for r in conn.execute(q)
         ]
+
+
+def get_pipeline_spec(store: Any, run: PipelineRun | str) -> dict[str, Any]:
+    """The pipeline as the run recorded it (its canonical JSON, as :meth:`Pipeline.to_dict`
+    gives it: ``name``, ``description``, ``steps`` with each step's ``kind``, ``params``
+    and ``inputs``): the step graph. Read as data; nothing is imported or checked, so a
+    ``python`` step's module is never loaded. ``run``: a :class:`PipelineRun` or its id."""
+    if not isinstance(run, PipelineRun):
+        run = get_pipeline_run(store, run)
+    try:
+        spec = json.loads(store.blobs.get_bytes(run.spec_sha))
+    except Exception:
+        raise NotFound(
+            f"the spec of pipeline run {run.id} (blob {run.spec_sha[:12]}) is missing from the "
+            "store"
+        ) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list):
+        raise NotFound(f"the spec of pipeline run {run.id} is not a pipeline")
+    return spec

@@ -45,9 +45,19 @@ class Route:
 
 
 def _routes() -> tuple[Route, ...]:
-    from keel.ui import _coming, _compare, _models, _monitoring, _releases, _run, _runs, _static
+    from keel.ui import (
+        _coming,
+        _compare,
+        _models,
+        _monitoring,
+        _pipelines,
+        _releases,
+        _run,
+        _runs,
+        _static,
+    )
 
-    modules = (_static, _runs, _run, _compare, _models, _releases, _monitoring, _coming)
+    modules = (_static, _runs, _run, _compare, _models, _releases, _monitoring, _pipelines, _coming)
     routes: list[Route] = []
     seen: set[tuple[str, str]] = set()
     for module in modules:

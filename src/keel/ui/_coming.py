@@ -15,7 +15,6 @@ COMING: dict[str, str] = {
     "/models": "Models: versions, aliases and their history, gates, evidence and model cards.",
     "/models/{name}": "A model: its versions, aliases and their history, gates pass/fail per "
     "rule, the evidence as pictures and the model card.",
-    "/pipelines": "Pipelines: runs with their step graph, cache hits, durations and failures.",
 }
 
 
