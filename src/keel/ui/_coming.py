@@ -11,11 +11,7 @@ from keel.ui._layout import page
 __all__ = ["COMING", "ROUTES"]
 
 #: path -> what the page will show.
-COMING: dict[str, str] = {
-    "/models": "Models: versions, aliases and their history, gates, evidence and model cards.",
-    "/models/{name}": "A model: its versions, aliases and their history, gates pass/fail per "
-    "rule, the evidence as pictures and the model card.",
-}
+COMING: dict[str, str] = {}
 
 
 def _coming(path: str):  # type: ignore[no-untyped-def]
