@@ -101,9 +101,10 @@ def _evidence_rows(store: Any, name: str) -> dict[str, list[dict[str, Any]]]:
     return by_ref
 
 
-def model_data(store: Any, name: str) -> dict[str, Any]:
-    """A model's versions (newest first, the newest :data:`GATED_VERSIONS` with their gates
-    and evidence), its aliases and their history (:func:`keel.audit.alias_trail`)."""
+def model_data(store: Any, name: str, *, with_gates: bool = True) -> dict[str, Any]:
+    """A model's versions (newest first, with their evidence and, unless ``with_gates`` is
+    false, the newest :data:`GATED_VERSIONS` with their gates), its aliases and their history
+    (:func:`keel.audit.alias_trail`)."""
     from keel import registry
     from keel.audit import alias_trail
 
@@ -113,7 +114,8 @@ def model_data(store: Any, name: str) -> dict[str, Any]:
     for i, mv in enumerate(reversed(versions)):
         row = mv.to_dict()
         row["evidence"] = evidence.get(mv.ref, [])
-        row["gates"] = gates_of(store, mv.ref) if i < GATED_VERSIONS and row["evidence"] else None
+        gated = with_gates and i < GATED_VERSIONS and row["evidence"]
+        row["gates"] = gates_of(store, mv.ref) if gated else None
         rows.append(row)
     aliases = {a: mv.version for mv in versions for a in mv.aliases}
     return {
@@ -500,7 +502,7 @@ def version_view(request: Request) -> Response:
     store, name = request.app.store, _name(request)
     mv = _version(store, name, request.params["version"])
     evidence_id = _evidence_id(request)
-    data = model_data(store, name)
+    data = model_data(store, name, with_gates=False)
     base = f"/models/{esc(name)}/{int(mv.version)}"
     chips = " ".join(f'<span class="alias-chip">{esc(a)}</span>' for a in mv.aliases)
     body = f"""

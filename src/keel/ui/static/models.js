@@ -111,8 +111,12 @@
       try {
         const res = await keel.postJSON(form.action, body);
         const gate = (res.move && res.move.gate) || {};
-        show("ok", [el("p", { text: model + "@" + res.alias + " → version " + res.version + ": gates " +
-          gateText(gate) + "." })]);
+        show("ok", [
+          el("p", { text: model + "@" + res.alias + " → version " + res.version + ": gates " +
+            gateText(gate) + "." }),
+          el("p", null, [el("a", { href: location.pathname, text: "Reload the page" }),
+            " to see the versions and evidence as they are now."]),
+        ]);
         const fresh = await keel.getJSON("/api/models/" + encodeURIComponent(model) + "/aliases");
         redraw(model, fresh, gated);
       } catch (err) {
