@@ -205,15 +205,17 @@ def _steps_table(graph: dict[str, Any]) -> str:
         else:
             cache = "hit" if s["cached"] else ""
         error = f'<td class="error">{esc(s["error"])}</td>' if s["error"] else "<td></td>"
+        key = f"<code>{esc(s['key'][:12])}</code>" if s["key"] else ""
         rows.append(
             f'<tr id="step-{esc(s["name"])}" class="step-{status}" data-step="{esc(s["name"])}">'
             f'<th scope="row">{esc(s["name"])}</th><td>{esc(s["kind"])}</td>'
             f"<td>{esc(', '.join(s['inputs']))}</td>"
             f'<td><span class="badge status-{status}">{status}</span></td>'
             f'<td class="num">{esc(fmt(s["attempts"]))}</td>'
-            f'<td class="num">{esc(fmt(s["seconds"], 3))}</td><td>{cache}</td>'
+            f'<td class="num">{esc(fmt(s["seconds"], 3) if s["status"] != "pending" else "")}</td>'
+            f"<td>{cache}</td>"
             f"<td>{_output(s['output'])}</td>{error}"
-            f"<td><code>{esc(s['key'][:12])}</code></td></tr>"
+            f"<td>{key}</td></tr>"
         )
     return (
         '<div class="table-scroll"><table class="kv" id="steps-table"><thead><tr>'
@@ -249,7 +251,8 @@ def pipeline_view(request: Request) -> Response:
         s = failed[0]
         failure = (
             f'<p class="filter-error" id="run-failure">step {esc(s["name"])} failed after '
-            f"{esc(s['attempts'])} tries: {esc(s['error'])}\nresume with: keel pipeline run "
+            f"{esc(s['attempts'])} {'try' if s['attempts'] == 1 else 'tries'}: "
+            f"{esc(s['error'])}\nresume with: keel pipeline run "
             f"FILE --resume {esc(r['id'])}</p>"
         )
     status = esc(r["status"])

@@ -230,9 +230,10 @@ def _found_html(found: list[dict[str, Any]], store: Any, request_id: str) -> str
     <th scope="col">score</th><th scope="col">true label</th><th scope="col">ms</th>
   </tr></thead><tbody>{"".join(rows)}</tbody></table>
   <div class="cols2">
-    <section><h4>Inputs</h4><pre class="json" id="prediction-inputs">{esc(inputs)}</pre></section>
+    <section><h4>Inputs</h4>
+      <pre class="json" id="prediction-inputs" tabindex="0">{esc(inputs)}</pre></section>
     <section><h4>Outputs</h4>
-      <pre class="json" id="prediction-outputs">{esc(outputs)}</pre></section>
+      <pre class="json" id="prediction-outputs" tabindex="0">{esc(outputs)}</pre></section>
   </div>
   <h4>Lineage: this answer, back to its source</h4>
   <div id="prediction-lineage">{"".join(trees)}</div>

@@ -34,8 +34,8 @@
     const labelW = Math.min(170, 12 + 7 * Math.max(...feats.map((f) => Math.min(f.length, 24))));
     const avail = Math.max(300, (box.clientWidth || 900) - labelW - 20);
     const cw = Math.max(22, Math.min(70, Math.floor(avail / wins.length)));
-    const ch = 20, top = 46;
-    const width = labelW + cw * wins.length + 10, height = top + ch * feats.length + 6;
+    const ch = 20, top = 64; // room for the window labels, slanted above the columns
+    const width = labelW + cw * wins.length + 70, height = top + ch * feats.length + 6;
     const root = svg("svg", {
       viewBox: "0 0 " + width + " " + height, width: width, height: height, role: "img",
       id: "drift-heatmap-svg",

@@ -8,6 +8,13 @@
     return { width: Math.max(280, Math.floor(box.clientWidth || 440) - 20), height: 200 };
   }
 
+  // One point (or all at one time): a minute around it, not the years uPlot would show.
+  function xScale(t) {
+    const lo = Math.min(...t), hi = Math.max(...t);
+    if (hi - lo >= 1) return { time: true };
+    return { time: true, auto: false, range: () => [lo - 30, hi + 30] };
+  }
+
   // One figure: a title and a uPlot chart of series [{label, values}] over t (epoch s).
   function timeChart(parent, title, t, series, attrs) {
     const fig = el("figure", Object.assign({ class: "chart", "aria-label": title }, attrs || {}), [
@@ -19,7 +26,7 @@
       return { fig, plot: null };
     }
     const opts = Object.assign(size(fig), {
-      scales: { x: { time: true } },
+      scales: { x: xScale(t) },
       legend: { show: series.length <= 12 },
       cursor: { drag: { x: true, y: false } },
       axes: [{}, { values: (u, vals) => vals.map(fmt) }],

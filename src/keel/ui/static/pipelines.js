@@ -44,7 +44,8 @@
     const cols = Math.max(...depth.values()) + 1, rows = Math.max(...perCol.values());
     const width = PAD * 2 + cols * W + (cols - 1) * GX, height = PAD * 2 + rows * H + (rows - 1) * GY;
     const root = svg("svg", {
-      viewBox: "0 0 " + width + " " + height, width: width, height: height, role: "img",
+      // a group, not an image: its steps are links to their rows in the table
+      viewBox: "0 0 " + width + " " + height, width: width, height: height, role: "group",
       id: "step-graph-svg", "aria-label": "the pipeline's steps, each after the steps it takes inputs from",
     });
     for (const e of data.edges) {
@@ -63,8 +64,8 @@
         (s.error ? " — " + s.error : "") }));
       g.append(svg("rect", { width: W, height: H, rx: 6 }));
       g.append(svg("text", { x: 8, y: 18, text: cut(s.name, 24) }));
-      const line = s.kind + " · " + s.status + (s.cached ? " (cache)" : "") +
-        (seconds(s) ? " · " + seconds(s) : "") + tries;
+      const ran = s.status !== "pending" && s.status !== "cached";
+      const line = s.kind + " · " + s.status + (ran && seconds(s) ? " · " + seconds(s) : "") + tries;
       g.append(svg("text", { x: 8, y: 37, class: "sub", text: cut(line, 30) }));
       const a = svg("a", { href: "#step-" + s.name });
       a.append(g);
