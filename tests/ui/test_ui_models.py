@@ -230,6 +230,8 @@ def test_models_page_lists_models_with_versions_and_aliases(served):
     assert 'data-model="adult"' in text and 'href="/models/adult"' in text
     assert 'href="/models/adult/2">production → 2</a>' in text
     assert 'href="/models/adult/1">candidate → 1</a>' in text
+    versions = re.search(r'<td class="versions">(.*?)</td>', text).group(1)
+    assert re.findall(r'href="/models/adult/(\d)"', versions) == ["4", "3", "2", "1"]
     assert "demographic_parity_difference" in text  # the policy
     assert 'data-testid="coming-soon"' not in text
     assert_inert(text)

@@ -358,16 +358,21 @@ def models_view(request: Request) -> Response:
             f'<a class="alias-chip" href="/models/{name}/{int(v)}">{esc(a)} → {int(v)}</a>'
             for a, v in m["aliases"].items()
         )
+        latest, count = int(m["latest"]), int(m["versions"])
+        # versions are numbered 1, 2, ... and never deleted: the newest few, then a count
+        shown = range(latest, max(latest - 8, 0), -1) if count == latest else [latest]
+        links = " ".join(f'<a href="/models/{name}/{v}">{v}</a>' for v in shown)
+        more = f' <span class="muted">… {count} in all</span>' if count > len(shown) else ""
         rows.append(
             f'<tr data-testid="models-row" data-model="{name}">'
             f'<th scope="row"><a href="/models/{name}">{name}</a></th>'
-            f'<td class="num">{int(m["versions"])}</td>'
-            f'<td class="num"><a href="/models/{name}/{int(m["latest"])}">{int(m["latest"])}'
-            f"</a></td><td>{aliases or '<span class=muted>none</span>'}</td></tr>"
+            f'<td class="num">{count}</td><td class="versions">{links}{more}</td>'
+            f"<td>{aliases or '<span class=muted>none</span>'}</td></tr>"
         )
     table = (
         '<table class="kv models-table" id="models-table"><thead><tr><th scope="col">model</th>'
-        '<th scope="col">versions</th><th scope="col">latest</th><th scope="col">aliases</th>'
+        '<th scope="col">versions</th><th scope="col">newest first</th>'
+        '<th scope="col">aliases</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         if rows
         else '<p class="muted" id="models-table">No model is registered yet: train one and '
