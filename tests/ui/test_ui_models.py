@@ -276,6 +276,16 @@ def test_model_page_shows_aliases_versions_gates_and_history(served):
     assert 'data-testid="gate-verdict">adult/2 passes the gates' in text
 
 
+def test_a_version_asked_for_in_the_query_is_the_model_pages_focus(served):
+    # the lineage graph and the Releases page link to /models/<name>?version=N
+    ui, _ = served
+    text = html(ui, f"/models/{NAME}?version=1")
+    assert 'class="focus" data-version="1"' in text
+    assert 'data-testid="gate-verdict">adult/1 fails the gates' in text
+    status, _, body = get(ui.url + f"/models/{NAME}?version=9")
+    assert status == 404 and b"no version &#x27;9&#x27; (newest is 4)" in body
+
+
 def test_version_page_shows_gates_per_rule_and_the_evidence_as_figures(served):
     ui, _ = served
     text = html(ui, f"/models/{NAME}/1")

@@ -387,10 +387,18 @@ def models_view(request: Request) -> Response:
     )
 
 
-def _focus(data: dict[str, Any]) -> dict[str, Any]:
-    """The version the model page shows the evidence of: the one the first gated alias
+def _focus(data: dict[str, Any], asked: str | None) -> dict[str, Any]:
+    """The version the model page shows the evidence of: ``?version=N`` (how the lineage
+    graph and the Releases page link to a version), else the one the first gated alias
     points at, else the newest."""
     by_version = {v["version"]: v for v in data["versions"]}
+    if asked is not None:
+        if not asked.isdigit() or int(asked) not in by_version:
+            raise NotFound(
+                f"model {data['name']!r} has no version {asked[:40]!r} "
+                f"(newest is {data['versions'][0]['version']})"
+            )
+        return by_version[int(asked)]
     for alias in data["policy"]["gated_aliases"]:
         if alias in data["aliases"]:
             return by_version[data["aliases"][alias]]
@@ -451,7 +459,7 @@ def _evidence_picker(store: Any, mv: Any, chosen: int | None, base: str) -> str:
 def model_view(request: Request) -> Response:
     store, name = request.app.store, _name(request)
     data = model_data(store, name)
-    focus = _focus(data)
+    focus = _focus(data, request.query.get("version"))
     from keel import registry
 
     mv = registry.get_version(store, focus["ref"])
