@@ -115,11 +115,11 @@ def card_fragment(store: Any, ref: str, evidence_id: int | None = None) -> str:
     """The card of version ``ref`` as HTML for the version page: the cleaned card, or a note
     saying why there is none (no evidence yet, a malformed ``card:`` setting)."""
     from keel.audit import model_card
-    from keel.errors import InvalidInput, NotFound
+    from keel.errors import KeelError
 
     try:
         card = model_card(store, ref, evidence_id=evidence_id)
-    except (NotFound, InvalidInput) as exc:
+    except KeelError as exc:  # no evidence yet, a malformed card: setting, a missing blob
         return f'<p class="muted" data-testid="card-missing">No model card: {esc(exc)}</p>'
     return f'<div class="card-doc" data-testid="card">{clean_card_html(card.html())}</div>'
 
