@@ -41,13 +41,16 @@
       id: "drift-heatmap-svg",
       "aria-label": "drift per feature (rows) and time window (columns); darker red: stronger drift",
     });
+    // a window's label: to the second when windows are short, to the minute otherwise
+    const short = wins.length && wins[0].until - wins[0].since < 120;
+    const label = (w) => (short ? when(w.since).slice(11, 19) : when(w.since).slice(5, 16));
     const every = Math.max(1, Math.ceil(60 / cw));
     wins.forEach((w, j) => {
       if (j % every) return;
       const x = labelW + j * cw + cw / 2;
       root.append(svg("text", {
         x: x, y: top - 6, "text-anchor": "start", transform: "rotate(-35 " + x + " " + (top - 6) + ")",
-        text: when(w.since).slice(5, 16),
+        text: label(w),
       }));
     });
     feats.forEach((f, i) => {
@@ -91,12 +94,18 @@
   const perfBox = document.getElementById("performance-charts");
   const metricNames = [...new Set(wins.flatMap((w) => Object.keys(w.performance || {})
     .filter((k) => w.performance[k] && typeof w.performance[k] === "object" && "value" in w.performance[k])))].sort();
-  if (metricNames.length) {
-    timeChart(perfBox, "performance on labelled rows, per window", t, metricNames.map((m) => ({
-      label: m,
-      values: wins.map((w) => (w.performance && w.performance[m] ? w.performance[m].value : null)),
-    })), { id: "chart-performance" });
-  } else if (wins.length) {
+  const perfValues = (m) => wins.map((w) => (w.performance && w.performance[m] ? w.performance[m].value : null));
+  // scores within [-1, 1] (accuracy, AUC, r2...) apart from errors in the target's units
+  const bounded = (m) => perfValues(m).every((v) => v === null || Math.abs(v) <= 1);
+  const groups = [
+    ["performance on labelled rows, per window", "chart-performance", metricNames.filter(bounded)],
+    ["errors on labelled rows, per window", "chart-errors", metricNames.filter((m) => !bounded(m))],
+  ];
+  for (const [title, id, names] of groups) {
+    if (!names.length) continue;
+    timeChart(perfBox, title, t, names.map((m) => ({ label: m, values: perfValues(m) })), { id: id });
+  }
+  if (!metricNames.length && wins.length) {
     perfBox.append(el("p", { class: "muted", id: "performance-none", text: "no window has enough labelled rows yet" }));
   }
 
