@@ -27,7 +27,7 @@ A page is one module ``keel/ui/_<page>.py`` that exposes ``ROUTES``, a tuple of
     ROUTES = (
         Route("GET", "/models", models_view),               # the HTML page
         Route("GET", "/api/models", api_models),            # its JSON
-        Route("POST", "/api/models/{name}/alias", move, scope="admin"),
+        Route("POST", "/api/models/{name}/aliases", move, scope="admin"),
     )
 
 and one line: the module's name in the ``modules`` tuple of ``keel.ui._app._routes``
@@ -50,10 +50,15 @@ and one line: the module's name in the ``modules`` tuple of ``keel.ui._app._rout
 - Scripts go in ``static/`` (vanilla JS, no build step) and use ``keel.js``'s helpers
   (``keel.el``, ``keel.getJSON``, ``keel.data``).
 
-Routes so far: ``/runs`` (``/api/runs``, ``/api/columns``, ``/api/experiments``),
-``/runs/<id>`` (``/api/runs/<id>``, ``/metrics``, ``/artifact``, ``/lineage``,
-``/events``), ``/compare`` (``/api/compare``, ``/api/compare/curves``) and
-``/static/...``.
+Pages (each has its JSON under ``/api``): ``/runs`` (``/api/runs``, ``/api/columns``,
+``/api/experiments``), ``/runs/<id>`` (``/api/runs/<id>``, ``/metrics``, ``/artifact``,
+``/lineage``, ``/events``), ``/compare`` (``/api/compare``, ``/api/compare/curves``),
+``/models``, ``/models/<name>``, ``/models/<name>/<version>`` (its gates, evidence, card;
+``card.md`` and ``card.html`` downloads; ``POST /api/models/<name>/aliases``),
+``/releases`` and ``/releases/<model>`` (traffic, the canary/shadow comparison, a request
+id's prediction and its lineage), ``/monitoring`` and ``/monitoring/<model>`` (drift per
+window, performance, fairness, alerts and their deliveries), ``/pipelines`` and
+``/pipelines/<run id>`` (the step graph), and ``/static/...``.
 """
 
 from keel.ui._app import Route, UiApp, create_app
