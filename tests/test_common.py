@@ -15,6 +15,8 @@ FAST = {
     "random_forest": {"n_estimators": 20},
     "logistic_regression": {"max_iter": 300},
     "mlp": {"max_iter": 30, "hidden_layer_sizes": [16], "early_stopping": False},
+    "dp_logistic_regression": {},  # ε = 1, the default
+    "dp_gaussian_nb": {},
 }
 
 

@@ -21,8 +21,14 @@ from keel.train import ZOO
 from keel.train._train import Prepared, _load_spec, build_model
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-@pytest.mark.parametrize("kind", sorted(ZOO))
+@pytest.mark.parametrize(
+    ("kind", "task"),
+    [
+        (kind, task)
+        for kind in sorted(ZOO)
+        for task in ZOO[kind].tags.get("tasks", ["classification", "regression"])
+    ],
+)
 def test_every_zoo_model_meets_the_default_tolerance(fit, adult_split, kind, task):
     model = fit(kind, task)
     test = adult_split.test

@@ -8,7 +8,9 @@ text input is ``tensor(string)`` with ``""`` for missing.
 
 scikit-learn's own classes are *not* re-registered (that would change skl2onnx for
 every caller in the process): :func:`onnx_ready` swaps the fitted imputers, encoders and
-HistGradientBoosting models for private shims registered under keel's names.
+HistGradientBoosting models for private shims registered under keel's names, and keel's
+differentially private estimators for the scikit-learn twins that predict like them
+(``keel.export._convert_dp``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from keel.errors import InvalidInput
 from keel.export import _convert_nodes as g
+from keel.export._convert_dp import sklearn_twin
 from keel.export._convert_encoders import EncoderShim, convert_encoder, shape_encoder
 from keel.features import AsFloat, Clip, DateParts, Interactions, Log1p, NullToNaN
 
@@ -116,7 +119,8 @@ def onnx_ready(part: Any) -> Any:
         return _HistGBClassifierShim(part)
     if isinstance(part, HistGradientBoostingRegressor):
         return _HistGBRegressorShim(part)
-    return part
+    twin = sklearn_twin(part)  # a differentially private estimator: its scikit-learn twin
+    return part if twin is None else twin
 
 
 def _fuse(steps: list[Any]) -> list[Any]:
