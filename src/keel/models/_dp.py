@@ -51,6 +51,18 @@ def _check_epsilon(epsilon: Any) -> float:
     return float(epsilon)
 
 
+def _refuse_weights(est: Any, sample_weight: Any) -> None:
+    """Weighted rows would change each row's influence, so the noise calibrated for ε."""
+    if sample_weight is not None:
+        from keel.errors import InvalidInput
+
+        raise InvalidInput(
+            f"{type(est).__name__}: sample weights are not supported (a weighted row moves the "
+            "fit more than the noise for epsilon allows); mitigate a DP model by thresholds "
+            "instead of reweighing, or train without weights"
+        )
+
+
 class DPLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
     """ε-differentially private logistic regression (objective perturbation, Chaudhuri et al.
     2011, as diffprivlib implements it). Rows are clipped to L2 norm ``data_norm``."""
@@ -71,9 +83,10 @@ class DPLogisticRegression(LinearClassifierMixin, ClassifierMixin, BaseEstimator
         self.tol = tol
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> DPLogisticRegression:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> DPLogisticRegression:
         from sklearn.linear_model import LogisticRegression
 
+        _refuse_weights(self, sample_weight)
         dpl = diffprivlib()
         eps = _check_epsilon(self.epsilon)
         if not self.data_norm > 0:
@@ -129,6 +142,7 @@ class DPGaussianNB(GaussianNB):
     }
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> DPGaussianNB:
+        _refuse_weights(self, sample_weight)
         dpl = diffprivlib()
         eps = _check_epsilon(self.epsilon)
         if not self.bound > 0:

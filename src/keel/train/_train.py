@@ -189,6 +189,16 @@ def prepare(
     )
 
 
+def _log_dp_epsilon(run: Any, fitted: Any) -> None:
+    """A differentially private estimator's ε as the run's ``dp_epsilon`` metric, the name
+    DP-SGD (torch) records its spent ε under, so runs of every DP kind compare alike."""
+    from keel.models._dp import dp_info
+
+    epsilon = dp_info(fitted)["epsilon"]
+    if epsilon is not None:
+        run.log_metrics({"dp_epsilon": float(epsilon)}, step=0)
+
+
 def _check_tensor_model(
     model: str, tensors: list[str], columns: dict[str, dict[str, Any]], ref: str
 ) -> None:
@@ -425,6 +435,7 @@ def train(
         base.update(_seasonal_naive(prep))
         run.log_metrics({f"holdout_{k}": v for k, v in metrics.items()}, step=0)
         run.log_metrics({f"holdout_baseline_{k}": v for k, v in base.items()}, step=0)
+        _log_dp_epsilon(run, fitted)
         epochs = _epoch_summary(records, {**kind.defaults, **(params or {})})
         if epochs:
             run.log_metrics({k: v for k, v in epochs.items() if k != "epochs"}, step=0)
