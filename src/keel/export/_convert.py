@@ -57,7 +57,9 @@ def to_onnx(model: Any, *, name: str | None = None) -> Any:
     """Convert a keel model (``SklearnModel``, ``LightGBMModel`` or ``TorchModel``) into
     one ``onnx.ModelProto``: raw columns (or a model's named tensor) in, labels and
     probabilities (or predictions) out, following the contract in this module's docstring.
-    A torch-mlp's graph holds its feature transform too (see ``_torch_export``).
+    A torch-mlp's graph holds its feature transform too (see ``_torch_export``). A
+    fairness-mitigated version (``ThresholdedModel``, ``EnsembleModel``) adds a draw input
+    and a decision-probability output (see ``_mitigated_export``).
 
     Refuses (:class:`~keel.errors.InvalidInput`, naming why and what to do instead) a
     model whose feature spec uses ``date_parts``, a datetime input, an input column named
@@ -76,6 +78,10 @@ def to_onnx(model: Any, *, name: str | None = None) -> Any:
             f"TorchModel), got "
             f"{type(model).__name__}"
         )
+    if getattr(model, "flavor", None) in ("postprocessed", "randomized_ensemble"):
+        from keel.export._mitigated_export import mitigated_to_onnx
+
+        return mitigated_to_onnx(model, name)
     _check_names(schema, task)
     if getattr(model, "flavor", None) == "torch":
         from keel.export._torch_export import torch_to_onnx
@@ -125,16 +131,9 @@ def _pipeline(model: Any) -> tuple[Any, Any]:
             else [("features", model.transformer)]
         )
         return Pipeline([*steps, ("model", shim)]), model.booster
-    hint = ""
-    if type(model).__name__ in ("ThresholdedModel", "EnsembleModel"):
-        hint = (
-            "; fairness-mitigated versions made by ThresholdOptimizer or ExponentiatedGradient "
-            "cannot be exported (so not served) yet: export the parent version, or mitigate "
-            "with --method reweigh, which retrains an exportable model"
-        )
     raise InvalidInput(
         f"to_onnx: cannot export a {type(model).__name__}; keel exports SklearnModel and "
-        f"LightGBMModel (every model of keel's zoo){hint}"
+        f"LightGBMModel (every model of keel's zoo), and their mitigated versions"
     )
 
 

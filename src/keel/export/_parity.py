@@ -139,6 +139,10 @@ def parity(
     ways too. ``report.ok`` says whether ``tolerance`` is met; ``report.check()`` raises
     if not."""
     tolerance = tolerance or Tolerance()
+    if getattr(model, "flavor", None) in ("postprocessed", "randomized_ensemble"):
+        from keel.export._mitigated_export import mitigated_parity
+
+        return mitigated_parity(model, onnx_model, X, y, tolerance)
     session = check_graph(onnx_model)
     rows = _rows(X)
     if rows == 0:

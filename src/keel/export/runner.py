@@ -47,6 +47,14 @@ integer or boolean inputs. Each column is cast to the type the ONNX input declar
 double, int64, int32, bool or string; shape [N, 1] or [N]). NaN in an answer is written as
 null. Answers keep the input order; a summary goes to stderr.
 
+A fairness-mitigated model (made by ThresholdOptimizer or ExponentiatedGradient) decides at
+random with a probability per row; its graph takes each row's draw as the input keel.draw.
+The runner draws it from the row's request id (the column named by --request-id,
+"request_id" by default) exactly as keel's model server draws it for a one-row request with
+that id, so the same id gets the same decision here and there; a row without one is an error
+naming the column. The answer adds "decision_probability", the row's probability of the
+positive decision.
+
 --only-if keeps only the predictions that meet every condition given (error lines are always
 written). A condition is one of:
 
@@ -104,6 +112,10 @@ RUNNER = "runner.py"
 INPUT_TYPES = ("int", "float", "bool", "string", "category", "datetime", "tensor")
 NULL_VALUES = frozenset({"", "?", "NA", "N/A", "null", "NaN", "nan"})
 MAX_MANIFEST_BYTES = 16 << 20
+DRAW = "keel.draw"  # a randomized model's draw input (keel.export._mitigated_export)
+DRAW_SCHEME = "keel-request-draw-1"
+DECISION_PROBABILITY = "decision_probability"
+_ID = "\x00request_id"  # where a row's request id travels among its values
 
 
 class BundleError(Exception):
@@ -707,6 +719,31 @@ def read_rows(stream: io.TextIOBase, fmt: str) -> Iterator[tuple[int, dict | Non
             yield n, None, f"expected a JSON object, got {_show(record)}"
 
 
+def request_uniform(seed: int, request_id: str, row: int = 0) -> float:
+    """Row ``row`` of request ``request_id``'s draw: keel.models._mitigated.request_uniforms,
+    copied so that the runner needs nothing of keel."""
+    key = f"keel-draw:{int(seed)}".encode()
+    digest = hashlib.blake2b(f"{request_id}\x00{row}".encode(), digest_size=8, key=key)
+    return (int.from_bytes(digest.digest(), "big") >> 40) / 16777216.0
+
+
+def draw_seed(session: Any) -> int | None:
+    """The seed of a randomized graph's draws (metadata keel.draw); None without a draw."""
+    inputs = {i.name: i.type for i in session.get_inputs()}
+    if DRAW not in inputs:
+        return None
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        info = json.loads(meta.get("keel.draw", ""))
+    except ValueError:
+        info = None
+    seed = info.get("seed") if isinstance(info, dict) else None
+    ok = isinstance(info, dict) and info.get("scheme") == DRAW_SCHEME
+    if not ok or inputs[DRAW] != "tensor(float)" or type(seed) is not int or seed < 0:
+        raise BundleError(f"model input {DRAW!r} has no valid keel.draw metadata ({DRAW_SCHEME})")
+    return seed
+
+
 _NUMPY: dict[str, Any] = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -727,8 +764,12 @@ class Scorer:
     """An onnxruntime session fed by the feed convention: one input per raw column, named
     as the column, shape [N, 1] (or [N]), cast to the input's declared type."""
 
-    def __init__(self, session: Any, manifest: dict[str, Any]) -> None:
+    def __init__(
+        self, session: Any, manifest: dict[str, Any], id_column: str = "request_id"
+    ) -> None:
         self.session = session
+        self.draw_seed = draw_seed(session)
+        self.id_column = id_column
         out = manifest["output_schema"]
         self.regression = out.get("task") == "regression"
         self.classes = [str(c) for c in out["classes"]] if out.get("classes") else None
@@ -737,6 +778,8 @@ class Scorer:
         names = [o.name for o in session.get_outputs()]
         if "label" in names:
             self.outputs = ["label"] + (["probabilities"] if "probabilities" in names else [])
+            if self.draw_seed is not None and DECISION_PROBABILITY in names:
+                self.outputs.append(DECISION_PROBABILITY)
         else:
             self.outputs = names[:2]
         holds_missing = ("tensor(float)", "tensor(double)", "tensor(string)")
@@ -753,6 +796,9 @@ class Scorer:
                 continue
             column = np.array([_feed_value(r[name], ort_type) for r in rows], _NUMPY[ort_type])
             feeds[name] = column.reshape(-1, 1) if rank == 2 else column
+        if self.draw_seed is not None:
+            draws = [request_uniform(self.draw_seed, r[_ID]) for r in rows]
+            feeds[DRAW] = np.asarray(draws, dtype=np.float32).reshape(-1, 1)
         results = self.session.run(self.outputs, feeds)
         return [self._answer(results, i) for i in range(len(rows))]
 
@@ -763,6 +809,8 @@ class Scorer:
         answer = {"label": first}
         if len(results) > 1:
             answer["probabilities"] = self._probabilities(results[1][i])
+        if len(results) > 2:
+            answer[DECISION_PROBABILITY] = _plain(np.asarray(results[2][i]).ravel()[0])
         return answer
 
     def _probabilities(self, row: Any) -> dict[str, float]:
@@ -784,6 +832,8 @@ def plan_inputs(session: Any, schema: list[dict]) -> list[tuple[str, str, int]]:
     shapes = {c["name"]: c.get("shape") for c in schema}
     plan = []
     for inp in session.get_inputs():
+        if inp.name == DRAW and inp.name not in kinds:
+            continue  # fed by Scorer from the row's request id
         kind, rank = kinds.get(inp.name), len(inp.shape or [None])
         if kind is None:
             raise BundleError(f"model input {inp.name!r} is not a column of the input_schema")
@@ -930,6 +980,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only-if", action="append", default=[], metavar="EXPR", help=_GRAMMAR)
     p.add_argument("--batch-size", type=_positive, default=512, help="rows per model call")
     p.add_argument("--verify-only", action="store_true", help="check the bundle and stop")
+    p.add_argument(
+        "--request-id",
+        default="request_id",
+        metavar="COLUMN",
+        help="the column holding each row's request id, from which a fairness-mitigated "
+        "model draws its decision (default: request_id)",
+    )
     return p
 
 
@@ -1011,12 +1068,25 @@ def _score_all(scorer: Scorer, rows: Iterator, conditions: list, size: int) -> t
         values = None
         if not problem:
             values, problems = check_row(record or {}, scorer.schema, scorer.required)
+            if scorer.draw_seed is not None:
+                values[_ID] = _request_id(record or {}, scorer.id_column, problems)
             problem = "; ".join(problems)
         batch.append((n, None if problem else values, problem))
         if len(batch) >= size:
             _flush(scorer, batch, conditions, counts)
     _flush(scorer, batch, conditions, counts)
     return counts[0], counts[1]
+
+
+def _request_id(record: dict[str, Any], column: str, problems: list[str]) -> str:
+    raw = record.get(column)
+    if isinstance(raw, bool) or not isinstance(raw, str | int) or not str(raw).strip():
+        problems.append(
+            f"column {column!r}: a request id is required: this model draws each decision "
+            "at random, from the request id (the same id gets the same decision)"
+        )
+        return ""
+    return str(raw)
 
 
 def _flush(scorer: Scorer, batch: list, conditions: list, counts: list) -> None:
@@ -1070,7 +1140,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
         print(f"runner: bundle OK: {info.get('name')} version {info.get('version')}")
         return 0
     staged = stage_model(folder, model, manifest, refs, scratch / "model")
-    scorer = Scorer(load_session(staged), manifest)
+    scorer = Scorer(load_session(staged), manifest, args.request_id)
     for cond, text in conditions:
         check_condition(cond, scorer, text)
     stream, fmt = _open_input(args)

@@ -19,7 +19,18 @@ row's values (the key is the model's seed), and the decision is positive when th
 below the probability. The same applicant always gets the same answer, in any batch, order
 or process, while over many rows the decisions follow the policy, so its fairness guarantee
 holds as fairlearn states it. Only rows whose probability lies strictly between 0 and 1 are
-drawn at all.
+drawn at all. The uniform numbers are multiples of 2**-24, so float32 carries them exactly.
+
+*Served*, the draw is keyed by the request instead (:func:`request_uniforms`: the request
+id, the row's place in the request and the model's seed), since the server and a bundle's
+runner see a request rather than a training row's canonical values: the same request gets
+the same decisions, and the exported graph takes the draw as an input (see
+``keel.export._mitigated_export``). In-process and served decisions are both draws from the
+same probabilities, not the same draws.
+
+A ThresholdedModel reads its sensitive columns at decision time; its input schema marks
+them ``"sensitive": true``, and the model card warns that deciding with them may be
+unlawful in some jurisdictions.
 
 These models decide; they have no calibrated probabilities. ``predict_proba`` returns the
 decision as probability 0 or 1 (so it agrees with ``predict``, and an audit of the model sees
@@ -45,6 +56,7 @@ __all__ = [
     "ThresholdedModel",
     "draw_decisions",
     "group_keys",
+    "request_uniforms",
     "row_uniforms",
 ]
 
@@ -99,7 +111,23 @@ def row_uniforms(X: pd.DataFrame, input_schema: list[dict[str, Any]], seed: int)
             )
     key = f"keel{int(seed) % 10**12:012d}"
     h = pd.util.hash_pandas_object(pd.DataFrame(canon), index=False, hash_key=key).to_numpy()
-    return (h >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return (h >> np.uint64(40)).astype(np.float64) / float(2**24)
+
+
+def request_uniforms(seed: int, request_id: str, n: int) -> np.ndarray:
+    """The served draw: a number in [0, 1) for each of the ``n`` rows of request
+    ``request_id``, from BLAKE2b keyed by the model's seed over the id and the row's place
+    in the request. The same request (same id, same rows) gets the same decisions, from the
+    server or from a bundle's runner (which holds a copy of this function). Multiples of
+    2**-24, so float32 carries them exactly, as the graph's draw input does."""
+    import hashlib
+
+    key = f"keel-draw:{int(seed)}".encode()
+    out = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        digest = hashlib.blake2b(f"{request_id}\x00{i}".encode(), digest_size=8, key=key)
+        out[i] = (int.from_bytes(digest.digest(), "big") >> 40) / 16777216.0
+    return out
 
 
 def draw_decisions(
@@ -205,8 +233,8 @@ class ThresholdedModel(_Randomized):
         base_sha: str | None = None,
     ) -> None:
         classes = _binary(getattr(base, "classes_", None), "postprocessed model")
-        super().__init__("classification", input_schema, classes)
         _check_rule(rule, classes)
+        super().__init__("classification", _declare_sensitive(input_schema, rule), classes)
         self.base = base
         self.rule = rule
         self.seed = int(seed)
@@ -238,6 +266,16 @@ class ThresholdedModel(_Randomized):
             f"ThresholdedModel(base={type(self.base).__name__}, "
             f"sensitive={self.rule['sensitive']}, groups={len(self.rule['groups'])})"
         )
+
+
+def _declare_sensitive(
+    input_schema: list[dict[str, Any]], rule: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The schema with each column the thresholds decide by marked ``"sensitive": true``:
+    the model reads it at decision time, so a request must carry it (and the card says
+    so, with its warning)."""
+    marked = set(rule["sensitive"])
+    return [{**c, "sensitive": True} if c.get("name") in marked else c for c in input_schema]
 
 
 def _check_rule(rule: Any, classes: list[Any]) -> None:
