@@ -115,14 +115,26 @@ def _model(s: Mapping[str, Any]) -> list[Block]:
         )
     ]
     if m["inputs"]:
-        blocks.append(
-            _table(
-                ["input", "type"],
-                [[c.get("name"), c.get("type")] for c in m["inputs"]],
-                "input specification",
-            )
-        )
+        decides_by = [str(c.get("name")) for c in m["inputs"] if c.get("sensitive")]
+        headers, rows = ["input", "type"], [[c.get("name"), c.get("type")] for c in m["inputs"]]
+        if decides_by:
+            headers.append("sensitive")
+            for row, c in zip(rows, m["inputs"], strict=True):
+                row.append("yes: decides by it" if c.get("sensitive") else "")
+        blocks.append(_table(headers, rows, "input specification"))
+        if decides_by:
+            blocks.append(_sensitive_warning(decides_by))
     return blocks
+
+
+def _sensitive_warning(columns: list[str]) -> Block:
+    names = ", ".join(columns)
+    return _p(
+        f"Warning: this version reads the sensitive feature(s) {names} at decision time (per-group "
+        "thresholds): every request must carry them. Deciding with a protected attribute may "
+        "be unlawful in some jurisdictions (for example in credit, housing or employment); "
+        "whether to deploy it is the user's decision, with legal advice."
+    )
 
 
 def _intended(s: Mapping[str, Any]) -> list[Block]:

@@ -401,10 +401,7 @@ class KeelApp:
             await asyncio.sleep(0)  # let the caller's answer go first
             dep = shadow.pick()
             version = str(dep.version)
-            assert dep.batcher is not None
-            await asyncio.wait_for(
-                dep.batcher.submit(feed, n, meta), timeout=top.release.shadow_timeout_s
-            )
+            await asyncio.wait_for(dep.submit(feed, n, meta), timeout=top.release.shadow_timeout_s)
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise

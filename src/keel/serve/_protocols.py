@@ -64,7 +64,7 @@ async def _run(req: Request, dep: Any, feed: dict[str, np.ndarray]) -> dict[str,
     _check_strings(req, dep, feed)
     state = req.state
     meta = (state["request_id"], time.time(), state["t0"])
-    out = await dep.batcher.submit(feed, n, meta)
+    out = await dep.submit(feed, n, meta)
     release = state.get("release")
     if release is not None:
         variant = release.variant_of(dep) or ""

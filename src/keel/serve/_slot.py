@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from keel.errors import InvalidInput
+from keel.export._mitigated_export import DRAW, DRAW_SCHEME
 from keel.serve._batch import Arrivals, MicroBatcher, Pending
 from keel.serve._codec import InputSpec
 from keel.serve._errors import ServeError
@@ -78,6 +79,20 @@ class Deployment:
         self.flavor = mv.flavor
         self._explainer: Any = None
         self._explainer_lock = threading.Lock()
+        self.draw_seed: int | None = None  # a randomized (mitigated) model's: see submit
+
+    async def submit(self, feed: dict[str, np.ndarray], n: int, meta: Any) -> Any:
+        """Queue a request's block (``meta``: request id, arrival, perf_counter). A
+        randomized model's block gets each row's draw from the request id first (see
+        :func:`keel.models._mitigated.request_uniforms`), so the same request gets the same
+        decisions."""
+        if self.draw_seed is not None:
+            from keel.models._mitigated import request_uniforms
+
+            draws = request_uniforms(self.draw_seed, str(meta[0]), n).reshape(-1, 1)
+            feed = {**feed, "draw": draws}
+        assert self.batcher is not None
+        return await self.batcher.submit(feed, n, meta)
 
     def explainer(self) -> Any:
         """The version's :class:`keel.audit.Explainer`, built on first use (blocking: call it
@@ -100,7 +115,10 @@ class Deployment:
 
     def run(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The graph's outputs for a block of rows (see :class:`InputSpec`)."""
-        outputs = self.session.run(None, self.spec.graph_feed(block))
+        feed = self.spec.graph_feed(block)
+        if self.draw_seed is not None:
+            feed[DRAW] = block["draw"]
+        outputs = self.session.run(None, feed)
         return dict(zip(self.output_names, outputs, strict=True))
 
     def start(self, options: Any, on_batch: Any, arrivals: Arrivals | None = None) -> None:
@@ -125,6 +143,7 @@ class Deployment:
         times = {}
         for n in (1, 64):
             block = self.spec.dummy_block(n)
+            block["draw"] = np.zeros((n, 1), dtype=np.float32)
             best = float("inf")
             for _ in range(repeats):
                 t0 = time.perf_counter()
@@ -256,6 +275,7 @@ def load_deployment(store: Any, ref: str, options: Any) -> Deployment:
     session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
     spec = InputSpec.from_schema(mv.input_schema)
     got = {i.name: i.type for i in session.get_inputs()}
+    draw_seed = _draw_seed(mv.ref, session, got.pop(DRAW, None))
     want = {
         n: "tensor(string)" if k == "string" else "tensor(float)"
         for n, k in zip(spec.names, spec.kinds, strict=True)
@@ -265,8 +285,31 @@ def load_deployment(store: Any, ref: str, options: Any) -> Deployment:
     _check_tensor_shapes(mv.ref, spec, session)
     deployment = Deployment(mv, session, spec)
     deployment.store = store
+    deployment.draw_seed = draw_seed
     deployment.measure()
     return deployment
+
+
+def _draw_seed(ref: str, session: Any, draw_type: str | None) -> int | None:
+    """The seed of a randomized graph's draws (its metadata ``keel.draw``), None for a
+    graph without a draw input."""
+    import json
+
+    if draw_type is None:
+        return None
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        info = json.loads(meta.get("keel.draw", ""))
+        seed = info["seed"]
+        ok = draw_type == "tensor(float)" and info.get("scheme") == DRAW_SCHEME
+    except (ValueError, TypeError, KeyError):
+        ok, seed = False, None
+    if not ok or not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise InvalidInput(
+            f"model {ref}: its ONNX graph has a {DRAW!r} input but no valid keel.draw "
+            f"metadata ({DRAW_SCHEME!r} scheme and a seed); re-export it with keel export"
+        )
+    return seed
 
 
 def _check_tensor_shapes(ref: str, spec: InputSpec, session: Any) -> None:
