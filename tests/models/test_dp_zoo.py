@@ -136,3 +136,18 @@ def test_sample_weights_are_refused_naming_why(project, kind):
     n = int(len(df) * 0.8)
     with pytest.raises(InvalidInput, match="sample weights are not supported"):
         train(store, "adult", "income", model=kind, sample_weight=np.ones(n), seed=0)
+
+
+def test_an_int8_variant_keeps_its_parents_epsilon(project):
+    from keel.export import export_variants
+
+    store, _, versions = project
+    _, _, refs = export_variants(
+        store, versions["dp_logistic_regression"].ref, quantize="int8", repeats=5
+    )
+    ev = audit(store, refs[0], sections=["privacy"], sample=300)
+    dp = ev.doc["privacy"]["dp"]
+    assert dp["differentially_private"] and dp["epsilon"] == 2.0
+    assert dp["inherited_from"] == versions["dp_logistic_regression"].ref
+    assert "without reading data" in dp["scope"]
+    assert gate(store, refs[0], _policy("privacy.dp.epsilon <= 3")).passed

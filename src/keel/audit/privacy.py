@@ -214,7 +214,35 @@ def privacy_section(ctx: Any) -> dict[str, Any]:
     dp = dp_info(ctx.model)
     if getattr(ctx.model, "flavor", None) == "torch":
         dp = torch_dp_info(getattr(ctx, "store", None), ctx.mv)
+    if not dp["differentially_private"]:
+        dp = _int8_parent_dp(getattr(ctx, "store", None), ctx.mv) or dp
     return {"mia": mia, "dp": dp}
+
+
+def _int8_parent_dp(store: Any, mv: Any) -> dict[str, Any] | None:
+    """An int8 variant quantizes its parent's graph without reading any data (post-processing),
+    so it keeps its parent's ε; None when ``mv`` is no such variant of a DP version. (Pruned
+    and distilled variants read rows again, so they claim nothing.)"""
+    tags = getattr(mv, "tags", None) or {}
+    if store is None or tags.get("variant") != "int8":
+        return None
+    from keel import registry
+    from keel.store import lineage
+
+    parents = [n.id for n in lineage(store, "model", mv.ref).parents if n.role == "int8_from"]
+    if not parents:
+        return None
+    parent = registry.get_version(store, parents[0])
+    if parent.flavor == "torch":
+        info = torch_dp_info(store, parent)
+    else:
+        info = dp_info(registry.load(store, parent.ref))
+    if not info["differentially_private"]:
+        return None
+    scope = (
+        f"{info['scope']}; this int8 variant quantizes {parent.ref}'s graph without reading data"
+    )
+    return {**info, "scope": scope, "inherited_from": parent.ref}
 
 
 def torch_dp_info(store: Any, mv: Any) -> dict[str, Any]:
