@@ -151,3 +151,14 @@ def test_an_int8_variant_keeps_its_parents_epsilon(project):
     assert dp["inherited_from"] == versions["dp_logistic_regression"].ref
     assert "without reading data" in dp["scope"]
     assert gate(store, refs[0], _policy("privacy.dp.epsilon <= 3")).passed
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_search_is_refused_because_each_trial_spends_epsilon(project, kind):
+    from keel.train import search
+
+    store = project[0]
+    with pytest.raises(InvalidInput, match="n trials spend n·ε"):
+        search(store, "adult", "income", model=kind, n_trials=2)
+    with pytest.raises(InvalidInput, match="search is refused"):
+        ZOO[kind].space(None)

@@ -24,7 +24,7 @@ from keel.errors import InvalidInput
 from keel.store import Store
 from keel.train._tracking import start_run
 from keel.train._train import TrainResult, _check_params, prepare, train
-from keel.train._zoo import get_kind
+from keel.train._zoo import dp_search_refusal, get_kind
 
 __all__ = ["SearchResult", "search"]
 
@@ -209,6 +209,8 @@ def search(
     if n_trials < 1:
         raise InvalidInput(f"n_trials: expected a positive number, got {n_trials!r}")
     kind = get_kind(model)
+    if kind.tags.get("differentially_private"):
+        raise InvalidInput(dp_search_refusal(model))
     prep = prepare(
         store,
         dataset,

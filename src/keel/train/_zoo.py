@@ -207,8 +207,18 @@ def _dp_nb(task: str, p: dict[str, Any], seed: int) -> Any:
     return _dp(task, p, seed, "DPGaussianNB")
 
 
-def _epsilon_space(trial: Any) -> dict[str, Any]:
-    return {"epsilon": trial.suggest_float("epsilon", 0.1, 10.0, log=True)}
+def dp_search_refusal(model: str) -> str:
+    """Why a differentially private kind is not searched (the message search raises)."""
+    return (
+        f"model {model!r}: hyper-parameter search is refused for differentially private "
+        "models: every trial is one more ε-DP fit on the same rows, so n trials spend n·ε while "
+        "the chosen model's evidence would claim ε; train at one setting instead "
+        f"(keel train --model {model} --param epsilon=...)"
+    )
+
+
+def _dp_space(trial: Any) -> dict[str, Any]:
+    raise InvalidInput(dp_search_refusal("dp_*"))
 
 
 #: What every DP kind can do: classify only (``tasks``), through keel's scaled features.
@@ -277,7 +287,7 @@ ZOO: dict[str, ModelKind] = {
             "dp_logistic_regression",
             _dp_logistic,
             {"epsilon": 1.0, "data_norm": 5.0, "C": 0.001, "max_iter": 100},
-            _epsilon_space,
+            _dp_space,
             description="ε-differentially private logistic regression (diffprivlib)",
             tags={**_DP_TAGS},
         ),
@@ -285,7 +295,7 @@ ZOO: dict[str, ModelKind] = {
             "dp_gaussian_nb",
             _dp_nb,
             {"epsilon": 1.0, "bound": 1.0, "var_smoothing": 1.0},
-            _epsilon_space,
+            _dp_space,
             description="ε-differentially private Gaussian naive Bayes (diffprivlib)",
             tags={**_DP_TAGS},
         ),
