@@ -298,3 +298,14 @@ def test_the_runner_draws_from_the_request_id_as_the_server_does(mitigated, tmp_
         got[DECISION_PROBABILITY][keep],
         atol=1e-6,
     )
+
+
+def test_smaller_variants_of_a_mitigated_version_are_refused(mitigated):
+    from keel.export import export_variants
+
+    proj, _, done, _ = mitigated
+    ref = done["threshold"].ref
+    tags = dict(registry.get_version(proj.store, ref).tags)
+    with pytest.raises(InvalidInput, match="fairness-mitigated.*parent"):
+        export_variants(proj.store, ref, quantize="int8")
+    assert registry.get_version(proj.store, ref).tags == tags

@@ -168,6 +168,13 @@ def export_variants(
         raise InvalidInput(f"--quantize: expected int8, got {quantize!r}")
     _check_spec(prune, "prune")
     _check_spec(distill, "distill")
+    flavor = registry.get_version(store, ref).flavor
+    if flavor in ("postprocessed", "randomized_ensemble") and (quantize or prune or distill):
+        raise InvalidInput(
+            f"--quantize/--prune/--distill: {ref} is a fairness-mitigated ({flavor}) version, "
+            "whose decisions are drawn at random; make smaller variants of its parent and "
+            "mitigate those instead"
+        )
     prep = prepared_of(store, ref)
     X, y = prep.test[prep.columns], prep.test[prep.target].to_numpy()
     base = export(store, ref, tolerance=tolerance, rows=(X, y))
