@@ -574,6 +574,7 @@ def test_with_keys_every_route_but_static_needs_a_key(served, tmp_path):
 
 def test_state_changing_requests_need_same_origin_and_the_csrf_header(served):
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from keel.serve._routes import Router
     from keel.ui import Route, UiApp
@@ -607,7 +608,10 @@ def test_state_changing_requests_need_same_origin_and_the_csrf_header(served):
             "query_string": b"",
             "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
         }
-        asyncio.run(app(scope, receive, send))
+        # A thread of its own: the browser tests' Playwright (sync API) may hold an event loop
+        # in this one when both modules run in one session.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, app(scope, receive, send)).result()
         return sent[0]["status"]
 
     host = {"host": "127.0.0.1:8765"}
