@@ -11,19 +11,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from keel.audit.fairness import DISPARITIES as _DISPARITIES
+
 __all__ = ["NOT_STATED", "EVIDENCE_BLOCKS", "generic", "num"]
 
 NOT_STATED = "not stated"
 Block = dict[str, Any]
-_DISPARITIES = (
-    "demographic_parity_difference",
-    "demographic_parity_ratio",
-    "equalized_odds_difference",
-    "equalized_odds_ratio",
-    "equal_opportunity_difference",
-    "equal_opportunity_ratio",
-    "disparate_impact_ratio",
-)
 
 
 def num(x: Any) -> str:

@@ -68,27 +68,49 @@ def _bind(host: str, port: int) -> socket.socket:
         raise InvalidInput(f"serve: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def _uvicorn(app: KeelApp, log_level: str, access_log: bool) -> Any:
+def uvicorn_server(
+    app: Any,
+    *,
+    head_timeout_s: float,
+    max_connections: int,
+    log_level: str,
+    access_log: bool,
+    graceful_s: float,
+) -> Any:
+    """A uvicorn server for an ASGI ``app`` on keel's stack: uvloop where installed, the
+    guarded httptools protocol (a request-head deadline and a connection bound), no server
+    header. The model server and the dashboard both run on it."""
     import importlib.util
 
     import uvicorn
 
     from keel.serve._conn import guarded_protocol
 
-    cfg = app.config
     config = uvicorn.Config(
         app,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http=guarded_protocol(cfg.head_timeout_s, cfg.max_connections),
-        limit_concurrency=cfg.max_connections + 1,  # the guard refuses connections past it
+        http=guarded_protocol(head_timeout_s, max_connections),
+        limit_concurrency=max_connections + 1,  # the guard refuses connections past it
         lifespan="on",
         log_config=None,
         log_level=log_level,
         access_log=access_log,
         server_header=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=graceful_s,
     )
     return uvicorn.Server(config)
+
+
+def _uvicorn(app: KeelApp, log_level: str, access_log: bool) -> Any:
+    cfg = app.config
+    return uvicorn_server(
+        app,
+        head_timeout_s=cfg.head_timeout_s,
+        max_connections=cfg.max_connections,
+        log_level=log_level,
+        access_log=access_log,
+        graceful_s=10,
+    )
 
 
 def _fit_open_files(max_connections: int) -> None:

@@ -19,20 +19,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from keel.audit.fairness import DISPARITIES as _DISPARITIES
 from keel.ui._http import esc
 
 __all__ = ["evidence_figures", "figure_html", "wilson"]
 
 _LOSSY = ("loss", "brier", "error", "mse", "mae", "rmse")
-_DISPARITIES = (
-    "demographic_parity_difference",
-    "demographic_parity_ratio",
-    "equalized_odds_difference",
-    "equalized_odds_ratio",
-    "equal_opportunity_difference",
-    "equal_opportunity_ratio",
-    "disparate_impact_ratio",
-)
 #: Most rows one bar chart shows (the JSON has them all).
 MAX_ROWS = 30
 

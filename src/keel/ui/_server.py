@@ -4,13 +4,12 @@ may be served without API keys."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 from typing import Any
 
 from keel.errors import InvalidInput, KeelError
-from keel.serve._server import _bind, is_loopback
+from keel.serve._server import _bind, is_loopback, uvicorn_server
 from keel.ui._app import UiApp, create_app
 
 __all__ = ["RunningUi", "serve", "start"]
@@ -31,23 +30,14 @@ def _check_bind(host: str, app: UiApp) -> None:
 
 
 def _uvicorn(app: UiApp, log_level: str, access_log: bool) -> Any:
-    import uvicorn
-
-    from keel.serve._conn import guarded_protocol
-
-    config = uvicorn.Config(
+    return uvicorn_server(
         app,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http=guarded_protocol(_HEAD_TIMEOUT_S, _MAX_CONNECTIONS),
-        limit_concurrency=_MAX_CONNECTIONS + 1,
-        lifespan="on",
-        log_config=None,
+        head_timeout_s=_HEAD_TIMEOUT_S,
+        max_connections=_MAX_CONNECTIONS,
         log_level=log_level,
         access_log=access_log,
-        server_header=False,
-        timeout_graceful_shutdown=3,
+        graceful_s=3,
     )
-    return uvicorn.Server(config)
 
 
 def _prepare(
