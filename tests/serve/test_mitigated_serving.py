@@ -137,3 +137,42 @@ def test_the_card_declares_the_sensitive_input_with_its_warning(served):
     assert "sensitive feature(s) sex at decision time" in text
     assert "may be unlawful in some jurisdictions" in text and "user's decision" in text
     assert "may be unlawful in some jurisdictions" in card.html()
+
+
+def test_every_protocol_draws_the_same_way(served):
+    """MLflow's /invocations and the Open Inference Protocol answer a request id as the
+    simple route does."""
+    server, _, mv, X, _, _ = served
+    rows = _rows(X, 200, 30)
+    want = _predict(server.url, rows, "proto-1")
+    status, _, data = call(
+        server.url,
+        "POST",
+        "/invocations",
+        {"dataframe_records": rows},
+        headers={"x-request-id": "proto-1"},
+    )
+    assert status == 200 and json.loads(data)["predictions"] == want
+    inputs = []
+    for c in mv.input_schema:
+        values = [r[c["name"]] for r in rows]
+        text = c["type"] in ("string", "category")
+        inputs.append(
+            {
+                "name": c["name"],
+                "shape": [len(rows), 1],
+                "datatype": "BYTES" if text else "FP32",
+                "data": values,
+            }
+        )
+    status, _, data = call(
+        server.url,
+        "POST",
+        "/v2/models/adult/infer",
+        {"inputs": inputs},
+        headers={"x-request-id": "proto-1"},
+    )
+    body = json.loads(data)
+    assert status == 200, body
+    labels = next(o for o in body["outputs"] if o["name"] == "label")["data"]
+    assert labels == want
