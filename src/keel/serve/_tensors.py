@@ -56,7 +56,6 @@ _OIP = {
 _NUMPY = {v: np.dtype(k) for k, v in _OIP.items()}
 # The least magnitude that rounds to infinity as float32 (as in keel.serve._codec).
 _F32_OVERFLOW = float(2**128 - 2**103)
-_F32_MAX = float(np.finfo(np.float32).max)
 SUMMARIES = ("mean", "std", "min", "max")
 
 
@@ -93,10 +92,8 @@ class TensorInput:
         """One row's value: nested arrays of exactly the declared shape, of finite numbers."""
         item: dict[str, Any] = {
             "type": "number",
-            # float32's largest finite value: numbers just above it (below the overflow
-            # threshold) still become inf when NumPy casts them, and are refused
-            "minimum": -_F32_MAX,
-            "maximum": _F32_MAX,
+            "exclusiveMinimum": -_F32_OVERFLOW,
+            "exclusiveMaximum": _F32_OVERFLOW,
         }
         if self.dtype.startswith(("int", "uint")):
             item = {"type": "integer"}
