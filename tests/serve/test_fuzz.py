@@ -89,6 +89,9 @@ def _config(url: str, auth: dict[str, str]) -> object:
                 "max-examples": MAX_EXAMPLES,
                 "deterministic": True,
                 "database": "none",
+                # Text as UTF-8 can carry it: a lone surrogate escape ("\\ud80c") is not
+                # Unicode, and the server's JSON parser answers it 400 invalid_json.
+                "codec": "utf-8",
             },
             "phases": {"stateful": {"max-steps": 10}},
             "checks": {
@@ -128,14 +131,20 @@ def _run(url: str, auth: dict[str, str]) -> tuple[Counter, int, list[str], set[s
         recorder = event.recorder
         cases += len(recorder.cases)
         operations[recorder.label] += len(recorder.cases)
-        for nodes in recorder.checks.values():
+        for case_id, nodes in recorder.checks.items():
             for node in nodes:
                 checks.add(node.name)
                 if node.failure_info is not None:
                     failure = node.failure_info.failure
+                    got = recorder.find_response(case_id=case_id)
+                    said = (
+                        f"answered {got.status_code}: {got.content[:300]!r}\n"
+                        if got is not None
+                        else ""
+                    )
                     failures.append(
                         f"{recorder.label} [{node.name}] {failure.title}: {failure.message}\n"
-                        f"{node.failure_info.code_sample}"
+                        f"{said}{node.failure_info.code_sample}"
                     )
     return operations, cases, failures, checks
 

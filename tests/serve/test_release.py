@@ -145,6 +145,13 @@ def test_the_same_key_always_gets_the_same_version(models):
         for i, status, header, _ in _post_many(server.url, "/models/adult/predict", keyed):
             assert status == 200 and {header} == by_key[f"key-{i % 20}"]
 
+        # an integer key written as JSON's 1e3 (JSON Schema's "integer" too) is the key 1000
+        as_int = _post_many(server.url, "/models/adult/predict", [{"rows": row, "key": 1000}])
+        raw = b'{"rows": %s, "key": 1e3}' % json.dumps(row).encode()
+        status, headers, _ = call(server.url, "POST", "/models/adult/predict", raw)
+        assert as_int[0][1] == status == 200
+        assert headers["keel-model-version"] == as_int[0][2]
+
 
 def test_shadow_gets_copies_and_never_reaches_the_caller(models):
     store, df, v1, _, v3 = models

@@ -99,6 +99,8 @@ async def predict(req: Request) -> Response:
     if isinstance(rows, list):
         _check_rows(req, len(rows))
     key = body.get("key")
+    if type(key) is float and key.is_integer():  # JSON Schema's "integer": 1e3 is 1000
+        key = int(key)
     if key is not None and (type(key) is not str and type(key) is not int):
         got = _codec.describe(key)
         raise ServeError(
