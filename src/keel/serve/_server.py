@@ -154,11 +154,11 @@ def _reload_keys_on_sighup(keys: Any) -> Any:
     return lambda: signal.signal(hup, previous)
 
 
-class RunningServer:
-    """A server running in a background thread: ``url``, ``app``, :meth:`reload`,
-    :meth:`stop` (also on leaving a ``with`` block)."""
+class BackgroundServer:
+    """A uvicorn server running in a background thread: ``url``, ``app``, :meth:`stop` (also
+    on leaving a ``with`` block). The model server's and the dashboard's both are one."""
 
-    def __init__(self, app: KeelApp, server: Any, thread: threading.Thread, host: str, port: int):
+    def __init__(self, app: Any, server: Any, thread: threading.Thread, host: str, port: int):
         self.app, self.host, self.port = app, host, port
         self._server, self._thread = server, thread
 
@@ -167,18 +167,29 @@ class RunningServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def reload(self, name: str | None = None, timeout: float = 300) -> list[dict[str, Any]]:
-        return self.app.reload_threadsafe(name, timeout)
-
     def stop(self, timeout: float = 15) -> None:
         self._server.should_exit = True
         self._thread.join(timeout)
 
-    def __enter__(self) -> RunningServer:
+    def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class RunningServer(BackgroundServer):
+    """A model server running in a background thread; :meth:`reload` swaps its models."""
+
+    app: KeelApp
+
+    def reload(self, name: str | None = None, timeout: float = 300) -> list[dict[str, Any]]:
+        return self.app.reload_threadsafe(name, timeout)
+
+
+def check_port(port: Any) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidInput(f"port: expected a port number 0-65535, got {port!r}")
 
 
 def _failures(app: KeelApp) -> str:
@@ -203,8 +214,7 @@ def _prepare(
     """The app, its bound socket and the uvicorn server: what start() and serve() share."""
     app = create_app(project_or_store, routes, keys=keys, sink=sink, **settings)
     _check_bind(host, app)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise InvalidInput(f"port: expected a port number 0-65535, got {port!r}")
+    check_port(port)
     sock = _bind(host, port)
     return app, sock, _uvicorn(app, log_level, access_log)
 

@@ -9,7 +9,13 @@ import threading
 from typing import Any
 
 from keel.errors import InvalidInput, KeelError
-from keel.serve._server import _bind, is_loopback, uvicorn_server
+from keel.serve._server import (
+    BackgroundServer,
+    _bind,
+    check_port,
+    is_loopback,
+    uvicorn_server,
+)
 from keel.ui._app import UiApp, create_app
 
 __all__ = ["RunningUi", "serve", "start"]
@@ -51,8 +57,7 @@ def _prepare(
 ) -> tuple[UiApp, Any, Any]:
     app = create_app(project_or_store, keys=keys, poll_s=poll_s)
     _check_bind(host, app)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise InvalidInput(f"port: expected a port number 0-65535, got {port!r}")
+    check_port(port)
     if keys is None:  # loopback only: answer only requests addressed to it (DNS rebinding)
         bare = host.strip("[]").lower()
         app.allowed_hosts = frozenset({"localhost", "127.0.0.1", "[::1]", bare, f"[{bare}]"})
@@ -62,29 +67,15 @@ def _prepare(
     return app, sock, server
 
 
-class RunningUi:
+class RunningUi(BackgroundServer):
     """A dashboard running in a background thread: ``url``, ``app``, :meth:`stop` (also on
     leaving a ``with`` block)."""
 
-    def __init__(self, app: UiApp, server: Any, thread: threading.Thread, host: str, port: int):
-        self.app, self.host, self.port = app, host, port
-        self._server, self._thread = server, thread
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+    app: UiApp
 
     def stop(self, timeout: float = 15) -> None:
         self.app.closing.set()  # live streams end at their next poll
-        self._server.should_exit = True
-        self._thread.join(timeout)
-
-    def __enter__(self) -> RunningUi:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop(timeout)
 
 
 def start(
