@@ -159,10 +159,11 @@ def _convert(pipeline: Any, initial: list[tuple[str, Any]], options: dict, est: 
     except InvalidInput:
         raise
     except (MissingShapeCalculator, MissingConverter):
+        from keel.train._zoo import ZOO
+
         raise InvalidInput(
             f"to_onnx: {type(est).__name__} has no ONNX converter; train one of keel's zoo "
-            "models (lightgbm, hist_gradient_boosting, random_forest, logistic_regression, "
-            "mlp), which all export"
+            f"models ({', '.join(ZOO)}), which all export"
         ) from None
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
