@@ -17,6 +17,15 @@ def test_demo_audits_gates_serves_a_canary_and_writes_a_card(tmp_path):
     assert not a["best"]["passed"] and any("demographic_parity" in r for r in a["best"]["failed"])
     assert a["reweigh"]["dp_sex"] < a["best"]["dp_sex"]
     assert a["threshold"]["dp_sex"] < a["best"]["dp_sex"]
+    f = res.fair_served  # the ThresholdOptimizer version, exported and served
+    assert f["ref"] == a["threshold"]["ref"] and f["parity"]["ok"]
+    assert f["rows"] == f["parity"]["rows"] > 10_000 and f["repeat_same"]
+    served_dp, process_dp = f["served"]["dp_difference"], f["in_process"]["dp_difference"]
+    assert served_dp < a["best"]["dp_sex"] / 2  # the served answers keep the mitigation
+    assert abs(served_dp - a["threshold"]["dp_sex"]) < 0.03  # one draw of the same policy
+    assert abs(served_dp - process_dp) < 0.03
+    assert abs(f["served"]["accuracy"] - f["in_process"]["accuracy"]) < 0.02
+    assert set(f["served"]["selection_rate"]) == {"Female", "Male"}
     prod = res.model_ref
     assert prod == a["reweigh"]["ref"]
     t = res.traffic

@@ -1,7 +1,9 @@
 """The end-to-end demo on bundled UCI Adult: init (with an audit policy) → ingest + validate
 → search LightGBM → register → audit (performance, fairness by sex and race, explanations) →
 the gate refuses it (demographic parity by sex) → mitigate (reweighing, ThresholdOptimizer),
-audit each, gate → release the version that passes as ``production``, export it to ONNX
+audit each, gate → export the ThresholdOptimizer version to ONNX, serve it on 127.0.0.1 and
+measure its fairness from the served answers → release the version that passes the gates
+as ``production``, export it to ONNX
 with parity, pruned and distilled variants (10% canary, shadow) → serve on 127.0.0.1, send
 hold-out rows as traffic, ingest their labels → comparison, model card, lineage. Act two,
 on the bike-sharing year: train on winter and spring, serve, replay August, detect the
@@ -65,6 +67,7 @@ class DemoResult:
     card: dict[str, str] = field(default_factory=dict)
     monitoring: dict[str, Any] = field(default_factory=dict)
     monitoring_log: list[str] = field(default_factory=list)
+    fair_served: dict[str, Any] = field(default_factory=dict)
 
 
 def _audited(store: Any, ref: str, sections: list[str], seed: int) -> dict[str, Any]:
@@ -140,6 +143,17 @@ def run_demo(
         registry.set_alias(store, pruned, "candidate", why="pruned variant, on a 10% canary")
         registry.set_alias(store, distilled, "challenger", why="distilled variant, in shadow")
         test_frame = load_frame(store, test_ds.ref)
+        from keel._demo_fair import serve_fair_version
+
+        fair_served = serve_fair_version(
+            store,
+            thresholded.ref,
+            test_frame,
+            "income",
+            "sex",
+            positive=">50K",
+            route=f"{MODEL_NAME}-fair",
+        )
         traffic = serve_canary(store, test_frame, "income", requests=requests, seed=seed)
         report = comparison(store, MODEL_NAME)
         paths_ = write_card(store, mv.ref, root / "cards" / f"{MODEL_NAME}-{mv.version}")
@@ -164,6 +178,7 @@ def run_demo(
         {k: str(v) for k, v in paths_.items()},
         act2,
         log,
+        fair_served,
     )
 
 

@@ -602,6 +602,35 @@ def lineage(
     console.print(lineage_tree(root, details))
 
 
+def _fair_served_table(f: dict[str, Any]) -> None:
+    groups = sorted(f["served"]["selection_rate"])
+    p = f["parity"]
+    table(
+        f"{f['ref']} (ThresholdOptimizer) exported to ONNX and served as {f['route']} on "
+        f"127.0.0.1: {f['rows']:,} hold-out rows in {f['requests']} requests",
+        ["decisions", "accuracy", f"DP difference ({f['sensitive']})"]
+        + [f"selection rate {g}" for g in groups],
+        [
+            [
+                what,
+                f[key]["accuracy"],
+                f[key]["dp_difference"],
+                *[f[key]["selection_rate"][g] for g in groups],
+            ]
+            for key, what in (
+                ("served", "served (ONNX, drawn per request id)"),
+                ("in_process", "in process"),
+            )
+        ],
+    )
+    console.print(
+        f"export parity on {p['rows']:,} rows: labels agree {p['label_agreement']:.4%}; "
+        f"a repeated request got the same decisions: {'yes' if f['repeat_same'] else 'NO'}; "
+        f"the model reads {f['sensitive']!r} at decision time (declared in its input schema "
+        "and on its card: using it may be unlawful in some jurisdictions)"
+    )
+
+
 @app.command()
 def demo(
     folder: Path = typer.Option(
@@ -694,6 +723,8 @@ def demo(
         console.print(
             f"[yellow]production moved with a recorded override:[/yellow] {a['override']}"
         )
+    if res.fair_served:
+        _fair_served_table(res.fair_served)
     p = res.parity
     console.print(
         f"[bold]ONNX export[/bold] of {res.model_ref}: parity on {p['rows']:,} hold-out rows, "
