@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     from keel.cli import (  # noqa: F401
         _audit_cmds,
         _card_cmds,
+        _deploy_cmds,
         _export_cmds,
         _mitigate_cmds,
         _monitor_cmds,
