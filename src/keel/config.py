@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from keel.errors import InvalidInput
 
-__all__ = ["SETTINGS", "Setting", "get"]
+__all__ = ["SETTINGS", "Setting", "get", "get_int"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,15 @@ def get(name: str) -> object:
                 f"environment variable {name}: expected an integer, got {raw!r}"
             ) from None
     return raw
+
+
+def get_int(name: str) -> int:
+    """The value of integer setting ``name`` (:func:`get`, typed for the caller)."""
+    if SETTINGS[name].type is not int:
+        raise TypeError(f"setting {name} is a {SETTINGS[name].type.__name__}, not an int")
+    value = get(name)
+    assert isinstance(value, int)
+    return value
 
 
 def user() -> str:

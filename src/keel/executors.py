@@ -33,7 +33,7 @@ def _call_with_shared(fn: Callable[[Any, Any], Any], item: Any) -> Any:
 
 
 def _default_workers() -> int:
-    n = int(config.get("KEEL_WORKERS"))  # type: ignore[arg-type]
+    n = config.get_int("KEEL_WORKERS")
     return n if n > 0 else max(1, os.cpu_count() or 1)
 
 
@@ -48,7 +48,9 @@ def _main_script_hidden(fn: Callable[..., Any]) -> Iterator[None]:
     if main is None or getattr(fn, "__module__", "__main__") == "__main__":
         yield
         return
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    saved: dict[str, Any] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+    }
     main.__dict__.pop("__file__", None)
     main.__dict__["__spec__"] = None
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def _sqlite_engine(url: str) -> Engine:
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, poolclass=NullPool if not path else None)
-    timeout = int(config.get("KEEL_BUSY_TIMEOUT_MS"))  # type: ignore[arg-type]
+    timeout = config.get_int("KEEL_BUSY_TIMEOUT_MS")
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -75,7 +76,7 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def _alembic_config(conn: Connection) -> Any:
+def _alembic_config(conn: Connection | None) -> Any:
     from alembic.config import Config
 
     cfg = Config()
@@ -87,7 +88,7 @@ def _alembic_config(conn: Connection) -> Any:
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    cfg = _alembic_config(None)  # type: ignore[arg-type]
+    cfg = _alembic_config(None)
     return str(ScriptDirectory.from_config(cfg).get_current_head())
 
 
@@ -114,7 +115,7 @@ def upgrade(engine: Engine) -> None:
 
 
 @contextmanager
-def _migration_lock(engine: Engine):  # type: ignore[no-untyped-def]
+def _migration_lock(engine: Engine) -> Iterator[None]:
     """A file lock beside a SQLite database (its DDL and the version row must not race)."""
     path = engine.url.database if engine.dialect.name == "sqlite" else None
     if not path or path == ":memory:":

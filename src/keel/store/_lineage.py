@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from keel.store import _tables
+
+if TYPE_CHECKING:
+    from keel.store._store import Store
 
 __all__ = ["LineageNode", "describe", "lineage"]
 
@@ -26,13 +31,13 @@ class LineageNode:
             "parents": [p.to_dict() for p in self.parents],
         }
 
-    def walk(self):  # type: ignore[no-untyped-def]
+    def walk(self) -> Iterator[LineageNode]:
         yield self
         for p in self.parents:
             yield from p.walk()
 
 
-def lineage(store, kind: str, id: str, *, max_depth: int = 20) -> LineageNode:  # type: ignore[no-untyped-def]
+def lineage(store: Store, kind: str, id: str, *, max_depth: int = 20) -> LineageNode:
     """The tree of everything ``(kind, id)`` was made from, nearest parents first."""
     t = _tables.lineage
     root = LineageNode(kind, id)
@@ -57,7 +62,7 @@ def lineage(store, kind: str, id: str, *, max_depth: int = 20) -> LineageNode:  
     return root
 
 
-def describe(store, node: LineageNode) -> dict:  # type: ignore[no-untyped-def]
+def describe(store: Store, node: LineageNode) -> dict:
     """Human details of one lineage node (dataset name/version and rows, source URI, …)."""
     import json
 

@@ -123,14 +123,14 @@ class Store:
             marks = ", ".join("?" * len(cols))
             sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})"
             self._insert_sql[(table.name, tuple(cols))] = sql
-        conn = self._raw_connection()
+        raw = self._raw_connection()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
-            conn.execute("COMMIT")
+            raw.execute("BEGIN IMMEDIATE")
+            raw.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+            raw.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
             why = str(exc).splitlines()[0]
             if isinstance(exc, sqlite3.IntegrityError):
                 raise Conflict(f"store write refused: {why}") from None
@@ -142,8 +142,10 @@ class Store:
             proxied = self.engine.raw_connection()  # pool connection: keel's pragmas applied
             self._raw_held.append(proxied)
             conn = proxied.driver_connection
+            if not isinstance(conn, sqlite3.Connection):
+                raise StoreError(f"expected a sqlite3 driver connection, got {type(conn).__name__}")
             self._local.raw = conn
-        return conn  # type: ignore[return-value]
+        return conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
