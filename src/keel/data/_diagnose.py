@@ -14,12 +14,11 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 __all__ = ["describe_csv_problem", "open_binary"]
 
 
-def open_binary(path: Path) -> IO[bytes]:
+def open_binary(path: Path) -> gzip.GzipFile | bz2.BZ2File | io.BufferedReader:
     """Open a file for reading bytes, decompressing ``.gz`` and ``.bz2``."""
     suffix = path.suffix.lower()
     if suffix == ".gz":

@@ -196,13 +196,13 @@ def _format_of(path: Path, format: str | None) -> str:
     suffixes = [s.lower() for s in path.suffixes[-2:]]
     if suffixes and suffixes[-1] in (".gz", ".bz2"):
         suffixes.pop()
-    fmt = _SUFFIXES.get(suffixes[-1] if suffixes else "")
-    if fmt is None:
+    guessed = _SUFFIXES.get(suffixes[-1] if suffixes else "")
+    if guessed is None:
         raise InvalidInput(
             f"cannot tell the format of {path.name} from its suffix; pass format= one of "
             f"{', '.join(FORMATS)} (known suffixes: {', '.join(_SUFFIXES)})"
         )
-    return fmt
+    return guessed
 
 
 def _check_delimiter(delimiter: str | None) -> str | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +36,7 @@ from keel.errors import InvalidInput
 __all__ = ["DEFAULT_NULL_VALUES", "LOGICAL_TYPES", "ColumnSchema", "Schema", "infer_schema"]
 
 LogicalType = Literal["int", "float", "bool", "string", "category", "datetime", "tensor"]
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 class ColumnSchema(BaseModel):
@@ -252,7 +252,12 @@ def _allowed_fields(loc: tuple[Any, ...]) -> str:
 
 def _duplicates(items: list[str]) -> list[str]:
     seen: set[str] = set()
-    return [x for x in items if x in seen or seen.add(x)]  # type: ignore[func-returns-value]
+    repeated: list[str] = []
+    for x in items:
+        if x in seen:
+            repeated.append(x)
+        seen.add(x)
+    return repeated
 
 
 def _quoted(names: list[str], limit: int = 30) -> str:
@@ -324,7 +329,11 @@ def _infer_text(
 ) -> ColumnSchema:
     if len(present) == 0:
         return ColumnSchema(name=name, type="string", nullable=True)
-    for kind, target in (("int", pa.int64()), ("float", pa.float64())):
+    numeric: tuple[tuple[Literal["int", "float"], pa.DataType], ...] = (
+        ("int", pa.int64()),
+        ("float", pa.float64()),
+    )
+    for kind, target in numeric:
         values = try_cast(present, target)
         if values is not None:
             return _numeric(name, kind, values, nullable)
@@ -344,7 +353,9 @@ def _all_dates(distinct: pa.Array) -> bool:
     return try_cast(distinct, pa.timestamp("us")) is not None
 
 
-def _numeric(name: str, kind: str, values: pa.ChunkedArray, nullable: bool) -> ColumnSchema:
+def _numeric(
+    name: str, kind: Literal["int", "float"], values: pa.ChunkedArray, nullable: bool
+) -> ColumnSchema:
     if kind == "float":
         nan = pc.is_nan(values)
         nullable = nullable or bool(pc.any(nan).as_py())

@@ -98,7 +98,8 @@ def _check_select(sql: str) -> None:
 def _files_named_in(sql: str) -> tuple[list[Path], list[str]]:
     """Existing files that the query names by a constant path, and the globs among them."""
     with duckdb.connect(":memory:") as con:
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        [(serialized,)] = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()
+    tree = json.loads(serialized)
     files: list[Path] = []
     globs: list[str] = []
     for name in sorted(set(_paths_in(tree))):

@@ -10,6 +10,7 @@ images stays one Parquet blob. In pandas (``load_frame``) each cell is a C-conti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,9 @@ def to_ndarray(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _entry(column_schema: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
-    get = column_schema.get if isinstance(column_schema, dict) else column_schema.__getattribute__
+    get: Callable[[str], Any] = (
+        column_schema.get if isinstance(column_schema, dict) else column_schema.__getattribute__
+    )
     name, typ = get("name"), get("type")
     if typ != "tensor":
         raise InvalidInput(f"column {name!r}: expected a tensor column schema, got type {typ!r}")

@@ -187,7 +187,7 @@ def _column_entries(spec: FeatureSpec) -> list[_Entry]:
 
 def _entry(spec: FeatureSpec, chain: tuple[int, ...], columns: list[str]) -> _Entry:
     active = [i for i in chain if spec.steps[i].op not in _NOT_IN_CHAIN]
-    ops = [spec.steps[i].op for i in active] or ["passthrough"]
+    ops: list[str] = [spec.steps[i].op for i in active] or ["passthrough"]
     return _Entry(chain[0], ops, _chain(spec, active, columns), columns)
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -182,7 +182,9 @@ Step = Annotated[
     | DropStep,
     Field(discriminator="op"),
 ]
-KNOWN_OPS: tuple[str, ...] = tuple(t.model_fields["op"].annotation.__args__[0] for t in _STEP_TYPES)
+KNOWN_OPS: tuple[str, ...] = tuple(
+    get_args(t.model_fields["op"].annotation)[0] for t in _STEP_TYPES
+)
 _OPTIONS = {
     op: ["op", *(f for f in t.model_fields if f != "op")]
     for op, t in zip(KNOWN_OPS, _STEP_TYPES, strict=True)

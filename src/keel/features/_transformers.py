@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,13 @@ from keel.errors import InvalidInput
 
 __all__ = ["DATE_PARTS", "AsFloat", "Clip", "DateParts", "Interactions", "Log1p", "NullToNaN"]
 
-DATE_PARTS: tuple[str, ...] = ("year", "month", "day", "dayofweek", "hour")
+DATE_PARTS: tuple[Literal["year", "month", "day", "dayofweek", "hour"], ...] = (
+    "year",
+    "month",
+    "day",
+    "dayofweek",
+    "hour",
+)
 _DT_ATTRIBUTE = {"dayofweek": "day_of_week"}  # pandas deprecates .dt.dayofweek
 
 
@@ -63,7 +69,7 @@ class _NumericTransformer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             self, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan", copy=False
         )
 
-    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
@@ -98,7 +104,7 @@ class Log1p(_NumericTransformer):
         values = self._validate(X, reset=False)
         return np.log1p(np.maximum(values, 0.0))
 
-    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
         return tags
@@ -149,7 +155,7 @@ class Interactions(TransformerMixin, BaseEstimator):
         names = _input_names(self, input_features)
         return np.asarray([f"{a}*{b}" for a, b in combinations(names, 2)], dtype=object)
 
-    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags

@@ -250,12 +250,12 @@ def search(
             while len(trials) < n_trials:
                 workers = 1 if in_process else getattr(ex, "workers", 1)
                 batch = [study.ask() for _ in range(min(workers, n_trials - len(trials)))]
-                params = [{**kind.defaults, **kind.space(t), **fixed} for t in batch]
+                asked = [{**kind.defaults, **kind.space(t), **fixed} for t in batch]
                 if in_process:
-                    outs = [_torch_trial(study, batch[0], params[0], shared)]
+                    outs = [_torch_trial(study, batch[0], asked[0], shared)]
                 else:
-                    outs = list(ex.map(_objective, params, shared=shared))
-                for trial, p, out in zip(batch, params, outs, strict=True):
+                    outs = list(ex.map(_objective, asked, shared=shared))
+                for trial, p, out in zip(batch, asked, outs, strict=True):
                     if not in_process:
                         study.tell(trial, out["value"])
                         out["state"] = "complete"

@@ -44,7 +44,8 @@ def _split(
         raise InvalidInput(f"split: need at least 2 rows to split, got {len(df)}")
     idx = np.arange(len(df))
     if strategy == "random":
-        return tuple(train_test_split(idx, test_size=test_size, random_state=seed))  # type: ignore[return-value]
+        train, test = train_test_split(idx, test_size=test_size, random_state=seed)
+        return train, test
     if strategy == "stratified":
         y = df[target].to_numpy()
         counts = pd.Series(y).value_counts()
@@ -53,7 +54,8 @@ def _split(
                 f"split 'stratified': class {counts.idxmin()!r} of {target!r} has only "
                 f"{counts.min()} row; use split 'random' or add data"
             )
-        return tuple(train_test_split(idx, test_size=test_size, random_state=seed, stratify=y))  # type: ignore[return-value]
+        train, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=y)
+        return train, test
     if strategy == "time":
         col = _need(df, time_col, "time_col", strategy)
         order = np.argsort(df[col].to_numpy(), kind="stable")

@@ -280,12 +280,12 @@ class TorchEstimator(BaseEstimator):
             return idx[: n - n_val], idx[n - n_val :]
         rng = np.random.default_rng(self.random_state)
         if self.task == "classification":
-            val = []
+            val: list[int] = []
             for c in np.unique(y):
                 rows = np.flatnonzero(y == c)
                 k = int(round(len(rows) * self.val_fraction))
                 val.extend(rng.permutation(rows)[:k])
-            val_idx = np.sort(np.asarray(val, dtype=int))
+            val_idx = np.sort(np.asarray(val, dtype=np.int64))
         else:
             val_idx = np.sort(rng.permutation(n)[:n_val])
         mask = np.ones(n, dtype=bool)
@@ -425,7 +425,16 @@ class TorchEstimator(BaseEstimator):
                 epochs=int(self.epochs),
                 max_grad_norm=float(self.dp_max_grad_norm),
             )
-        return net, opt, {"engine": engine, "loader": loader, "optimizer": opt}
+        return (
+            net,
+            opt,
+            {
+                "engine": engine,
+                "loader": loader,
+                "optimizer": opt,
+                "target_epsilon": float(self.dp_epsilon),
+            },
+        )
 
     def _epsilon(self, private: dict[str, Any]) -> float:
         """The ε spent so far at ``dp_delta``."""
@@ -440,7 +449,7 @@ class TorchEstimator(BaseEstimator):
         self.dp_ = {
             "epsilon": self._epsilon(private),
             "delta": float(self.dp_delta),
-            "target_epsilon": float(self.dp_epsilon),
+            "target_epsilon": private["target_epsilon"],
             "max_grad_norm": float(self.dp_max_grad_norm),
             "noise_multiplier": float(private["optimizer"].noise_multiplier),
             "sample_rate": float(private["loader"].sample_rate),
