@@ -150,7 +150,7 @@ def _external_refs(model_path: Path) -> list[tuple[str, str]]:
         model = onnx.load(str(model_path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise runner.BundleError(f"{runner.MODEL} is not a valid ONNX file ({exc})") from None
-    refs = []
+    refs: list[tuple[str, str]] = []
     for tensor in _all_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             locations = [e.value for e in tensor.external_data if e.key == "location"]

@@ -112,7 +112,7 @@ def _net_graph(model: Any, input_name: str, shape: list[int]) -> Any:
             torch.onnx.export(
                 _wrapper(model),
                 (dummy,),
-                buf,
+                buf,  # type: ignore[arg-type]  # the TorchScript exporter takes a file object too
                 input_names=[input_name],
                 output_names=outputs,
                 dynamic_axes={n: {0: "N"} for n in [input_name, *outputs]},

@@ -161,7 +161,7 @@ def distill(
     else:
         raise InvalidInput(f"distill: cannot read the features of a {teacher.flavor} model")
     Xt = transformer.transform(X_train)
-    params = dict(
+    params: dict[str, Any] = dict(
         n_estimators=trees,
         num_leaves=leaves,
         learning_rate=0.1,
@@ -248,8 +248,11 @@ def _linear_as_matmul(proto: Any) -> None:
         k = len(bias) if n.op_type == "LinearClassifier" else int(a.get("targets", 1))
         post = a.get("post_transform", b"NONE")
         post = post.decode() if isinstance(post, bytes) else str(post)
+        strings, ints = a.get("classlabels_strings"), a.get("classlabels_ints")
         if coef.size % k or post not in ("NONE", "LOGISTIC", "SOFTMAX"):
             return  # an unusual layout: leave the node as it is (and be refused below)
+        if n.op_type == "LinearClassifier" and not (strings or ints):
+            return  # a classifier that names no classes: leave it too
         w = numpy_helper.from_array(coef.reshape(k, -1).T.copy(), f"{n.name}_W")
         b = numpy_helper.from_array(bias.reshape(1, -1), f"{n.name}_B")
         graph.initializer.extend([w, b])
@@ -264,11 +267,10 @@ def _linear_as_matmul(proto: Any) -> None:
         elif post == "SOFTMAX":
             new.append(helper.make_node("Softmax", [scores], [n.output[-1]], axis=1))
         if n.op_type == "LinearClassifier":
-            labels = a.get("classlabels_strings") or a.get("classlabels_ints")
             arr = (
-                np.asarray([v.decode() for v in labels], dtype=object)
-                if a.get("classlabels_strings")
-                else np.asarray(labels, dtype=np.int64)
+                np.array([v.decode() for v in strings], dtype=np.object_)
+                if strings
+                else np.asarray(ints, dtype=np.int64)
             )
             table = numpy_helper.from_array(arr, f"{n.name}_classes")
             graph.initializer.append(table)

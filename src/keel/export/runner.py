@@ -168,7 +168,14 @@ def _decode_point(data: bytes) -> _Point | None:
     return (x, y, 1, x * y % _P)
 
 
-_BASE = _decode_point((4 * pow(5, _P - 2, _P) % _P).to_bytes(32, "little"))
+def _base_point() -> _Point:
+    point = _decode_point((4 * pow(5, _P - 2, _P) % _P).to_bytes(32, "little"))
+    if point is None:
+        raise AssertionError("the Ed25519 base point (y = 4/5) must decode")
+    return point
+
+
+_BASE = _base_point()
 
 
 def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -308,7 +315,9 @@ def _write_members(tar: tarfile.TarFile, plan: list, staging: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             source = tar.extractfile(member)
-            with source as src, open(target, "xb") as out:  # type: ignore[union-attr]
+            if source is None:  # _plan_members lets only regular files and folders through
+                raise BundleError(f"archive member {member.name!r} is not a regular file")
+            with source as src, open(target, "xb") as out:
                 shutil.copyfileobj(src, out)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
             raise BundleError(f"archive member {member.name!r} cannot be read ({exc})") from None
@@ -558,7 +567,8 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
     pos, end = 0, len(buf)
     while pos < end:
         key, pos = _varint(buf, pos, 5)
-        field, wire, value = (key & _MASK32) >> 3, key & 7, None
+        field, wire = (key & _MASK32) >> 3, key & 7
+        value: int | memoryview | None = None
         if field == 0:
             raise ValueError("field number 0")
         if wire == 0:
@@ -843,7 +853,7 @@ def plan_inputs(session: Any, schema: list[dict]) -> list[tuple[str, str, int]]:
                 raise BundleError(
                     f"model input {inp.name!r} is {inp.type} [N, {', '.join(map(str, per_row))}]"
                     f"; the input_schema declares float [N, "
-                    f"{', '.join(map(str, shapes[inp.name]))}]"
+                    f"{', '.join(map(str, shapes[inp.name] or []))}]"
                 )
             plan.append((inp.name, inp.type, rank))
             continue

@@ -334,6 +334,7 @@ def load_model(
     LightGBMModel
     | SklearnModel
     | OnnxModel
+    | TorchModel
     | _mitigated.ThresholdedModel
     | _mitigated.EnsembleModel
 ):

@@ -148,6 +148,7 @@ class _Randomized(_Base):
     """A binary classifier that draws its decisions from ``decision_probability``."""
 
     seed: int
+    classes_: list[Any]  # binary: checked by each constructor (_binary)
 
     @property
     def tags(self) -> dict[str, Any]:
@@ -226,14 +227,14 @@ class ThresholdedModel(_Randomized):
     def __init__(
         self,
         base: Any,
-        rule: dict[str, Any],
+        rule: Any,
         input_schema: list[dict[str, Any]],
         *,
         seed: int = 0,
         base_sha: str | None = None,
     ) -> None:
         classes = _binary(getattr(base, "classes_", None), "postprocessed model")
-        _check_rule(rule, classes)
+        rule = _check_rule(rule, classes)
         super().__init__("classification", _declare_sensitive(input_schema, rule), classes)
         self.base = base
         self.rule = rule
@@ -278,7 +279,7 @@ def _declare_sensitive(
     return [{**c, "sensitive": True} if c.get("name") in marked else c for c in input_schema]
 
 
-def _check_rule(rule: Any, classes: list[Any]) -> None:
+def _check_rule(rule: Any, classes: list[Any]) -> dict[str, Any]:
     """A rule is data from a file: check every field before anything uses it."""
     if not isinstance(rule, dict):
         raise UnsafeArtifact("postprocessed rule: expected a JSON object")
@@ -304,9 +305,15 @@ def _check_rule(rule: Any, classes: list[Any]) -> None:
             raise UnsafeArtifact(f"{where}: p0 + p1 must be 1, got {g['p0'] + g['p1']}")
         for name in ("operation0", "operation1"):
             op = g.get(name)
-            ok = isinstance(op, list) and len(op) == 2 and op[0] in _OPERATORS
-            if not ok or not _is_threshold(op[1]):
+            valid = (
+                isinstance(op, list)
+                and len(op) == 2
+                and op[0] in _OPERATORS
+                and _is_threshold(op[1])
+            )
+            if not valid:
                 raise UnsafeArtifact(f"{where}: {name} must be ['>' or '<', threshold]")
+    return rule
 
 
 def _is_threshold(x: Any) -> bool:

@@ -25,6 +25,9 @@ __all__ = ["ARCHITECTURES", "CNN", "MLP", "Seq1D"]
 class _Affine(nn.Module):
     """``x * scale + shift`` with both as buffers (saved with the weights)."""
 
+    shift: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, shift: float, scale: float) -> None:
         super().__init__()
         self.register_buffer("shift", torch.tensor(float(shift)))
