@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 __all__ = ["app", "main", "run"]
 
@@ -52,7 +53,7 @@ def run() -> None:
     sys.exit(main())
 
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
+def __getattr__(name: str) -> Any:
     if name == "app":
         from keel.cli._app import app
 

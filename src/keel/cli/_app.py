@@ -394,8 +394,9 @@ def _epoch_bar(model: str, params: dict[str, Any], enabled: bool) -> Any:
 
     kind = get_kind(model)
     epochs = {**kind.defaults, **params}.get("epochs")
-    torch = kind.flavor == "torch" and isinstance(epochs, int) and epochs >= 1
-    return EpochProgress(epochs if torch else 1, f"train {model}", enabled and torch)
+    if kind.flavor == "torch" and isinstance(epochs, int) and epochs >= 1:
+        return EpochProgress(epochs, f"train {model}", enabled)
+    return EpochProgress(1, f"train {model}", False)
 
 
 @app.command()

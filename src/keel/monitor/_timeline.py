@@ -170,7 +170,9 @@ def _slim_fairness(fair: dict[str, Any]) -> dict[str, Any]:
     for col, entry in fair.items():
         if not isinstance(entry, dict) or col == "about":
             continue
-        slim = {k: v for k, v in entry.items() if isinstance(v, dict) and "value" in v}
+        slim: dict[str, Any] = {
+            k: v for k, v in entry.items() if isinstance(v, dict) and "value" in v
+        }
         groups = entry.get("groups") or []
         slim["groups"] = [{k: g.get(k) for k in _GROUP_KEYS} for g in groups if isinstance(g, dict)]
         out[col] = slim

@@ -535,7 +535,7 @@ def _deliver(store: Any, fired: list[Alert], sinks: Mapping[str, Notifier]) -> l
         doc = alert.to_dict()
         results: dict[str, str] = {}
         for name in alert.notify:
-            rec = {"rule": alert.rule, "model": alert.model, "window": alert.window}
+            rec: dict[str, Any] = {"rule": alert.rule, "model": alert.model, "window": alert.window}
             try:
                 sinks[name].send(doc)
                 rec.update(notifier=name, ok=True)

@@ -333,7 +333,7 @@ def _judge(name: str, raw: Mapping[str, Any], threshold: float) -> dict[str, Any
     test = TESTS[name]
     p = raw.get("p_value")
     if test.compares == "p_value":
-        drift = p < threshold
+        drift = raw["p_value"] < threshold  # a test judged by its p-value reports one
     else:
         drift = raw.get("normalized", raw["statistic"]) >= threshold
     extra = {k: _clean(v) for k, v in raw.items() if k not in ("statistic", "p_value")}

@@ -458,7 +458,7 @@ def http_post(
     # http.client opens its socket through this attribute (for HTTPS too, before wrapping
     # it with server_hostname=host): the connection goes to the checked address, not to
     # whatever the name resolves to now.
-    conn._create_connection = pinned  # type: ignore[attr-defined]
+    conn._create_connection = pinned  # type: ignore[attr-defined]  # private, see above
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         conn.request("POST", target, body=body, headers=dict(headers))
@@ -669,10 +669,9 @@ def notifier_from_config(
     if kind == "file":
         path = Path(_text(spec, "path", here, None))
         return FileNotifier(path if path.is_absolute() else Path(base_dir) / path, name)
-    numbers = {
-        k: _number(spec, k, here, d)
-        for k, d in [("timeout_s", 5.0), ("max_total_s", 30.0), ("backoff_s", 0.5)]
-    }
+    timeout_s = _number(spec, "timeout_s", here, 5.0)
+    max_total_s = _number(spec, "max_total_s", here, 30.0)
+    backoff_s = _number(spec, "backoff_s", here, 0.5)
     attempts = spec.get("attempts", 4)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20:
         raise InvalidInput(f"{here}.attempts: expected an integer from 1 to 20, got {attempts!r}")
@@ -683,7 +682,9 @@ def notifier_from_config(
             secret_env=_text(spec, "secret_env", here, None),
             name=name,
             attempts=attempts,
-            **numbers,
+            timeout_s=timeout_s,
+            max_total_s=max_total_s,
+            backoff_s=backoff_s,
         )
     except InvalidInput as exc:
         raise InvalidInput(f"{here}: {exc}") from None

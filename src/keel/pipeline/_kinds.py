@@ -157,7 +157,7 @@ def import_function(name: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise TypeError(f"{name} is not callable")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 # -- fingerprints: what besides the parameters and the inputs decides the output ----------

@@ -93,10 +93,11 @@ class KeyRing:
     @classmethod
     def from_file(cls, path: str | Path, check_every: float = 1.0) -> KeyRing:
         """The keys of a key file (made by ``keel key``), followed as it changes."""
-        ring = cls(path=Path(path), check_every=check_every)
+        file = Path(path)
+        ring = cls(path=file, check_every=check_every)
         try:
-            stamp = _stamp(ring.path)
-            ring.keys = cls.from_json(ring.path.read_text()).keys
+            stamp = _stamp(file)
+            ring.keys = cls.from_json(file.read_text()).keys
         except OSError as exc:
             raise InvalidInput(f"API keys: cannot read {path}: {exc.strerror}") from None
         ring._seen, ring._next = stamp, time.monotonic() + check_every

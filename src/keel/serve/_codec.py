@@ -275,6 +275,8 @@ def feed_from_records(rows: Any, spec: InputSpec, where: str = "rows") -> dict[s
     problems.raise_if_any()
     if spec.tensors:
         return _mixed_block({n: [r.get(n, MISSING) for r in rows] for n in spec.names}, spec)
+    num: list[list[Any]] | None
+    text: list[list[Any]] | None
     try:
         num = [[r[n] for n in spec.num_names] for r in rows]
         text = [[r[n] for n in spec.text_names] for r in rows]

@@ -47,7 +47,7 @@ def comparison(
     frame, known = _frame(source, name, since, until)
     versions = {}
     for v, part in frame.groupby("version", sort=True):
-        mv = known.get(int(v))
+        mv = known.get(int(v))  # type: ignore[arg-type]  # pandas-stubs: a group key is any scalar
         classes = mv.output_schema.get("classes") if mv is not None else None
         versions[str(v)] = {
             "aliases": list(mv.aliases) if mv is not None else [],
@@ -184,7 +184,7 @@ def _pairs(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
         return {}
     frame = frame.assign(_n=frame.groupby(["request_id", "version"]).cumcount())
     by_version = {
-        int(v): part.set_index(["request_id", "_n"])
+        int(v): part.set_index(["request_id", "_n"])  # type: ignore[arg-type]  # pandas-stubs: a group key is any scalar
         for v, part in frame.groupby("version", sort=True)
     }
     versions = sorted(by_version)

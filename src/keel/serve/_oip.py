@@ -6,7 +6,7 @@ binary tensor extension that Triton's clients use by default (a JSON header of
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def decode_inputs(request: Any, spec: InputSpec, binary: bytes | None) -> dict[s
     problems, kinds = Problems(), dict(zip(spec.names, spec.kinds, strict=True))
     by_tensor = {t.name: t for t in spec.tensors}
     arrays: dict[str, np.ndarray] = {}  # the tensor inputs' batches
-    feed: dict[str, np.ndarray] = {}
+    feed: dict[str, Any] = {}  # a column's values: a list, or an array from binary data
     offset, n_rows = 0, None
     for t in tensors:
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
@@ -134,9 +134,9 @@ def decode_inputs(request: Any, spec: InputSpec, binary: bytes | None) -> dict[s
         return block
     if not any(isinstance(v, np.ndarray) for v in feed.values()):
         num = [feed[c] for c in spec.num_names]
-        block = fast_columns(num, [feed[c] for c in spec.text_names], n_rows)
-        if block is not None:
-            return block
+        fast = fast_columns(num, [feed[c] for c in spec.text_names], n_rows)
+        if fast is not None:
+            return fast
     built = {}
     for name, values in feed.items():
         if isinstance(values, np.ndarray):
@@ -159,7 +159,7 @@ def _binary_column(name: str, values: np.ndarray, problems: Problems) -> np.ndar
     return out
 
 
-def _shape_ok(shape: Any) -> bool:
+def _shape_ok(shape: Any) -> TypeGuard[list[int]]:
     return (
         isinstance(shape, list)
         and len(shape) in (1, 2)
@@ -204,7 +204,8 @@ def _from_binary(name: str, datatype: str, raw: bytes, problems: Problems) -> An
             problems.add(None, name, f"a multiple of {dtype.itemsize} bytes", f"{len(raw)} bytes")
             return None
         return np.frombuffer(raw, dtype=dtype)
-    values, pos = [], 0
+    values: list[str] = []
+    pos = 0
     while pos < len(raw):
         if pos + 4 > len(raw):
             problems.add(None, name, "BYTES elements as 4-byte length + bytes", "a cut element")
@@ -277,6 +278,7 @@ def requested_outputs(request: dict[str, Any], names: list[str]) -> list[tuple[s
             ),
         )
         for o in items
+        if isinstance(o, dict)  # every one is, checked above
     ]
 
 

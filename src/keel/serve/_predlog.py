@@ -388,9 +388,9 @@ def _conveniences(outputs: Any) -> tuple[str | None, float | None, float | None]
     values = list(probs.values()) if isinstance(probs, dict) else probs
     score = None
     if isinstance(values, list | tuple) and values:
-        numbers = [_float(v) for v in values]
-        if all(v is not None for v in numbers):
-            score = numbers[1] if len(numbers) == 2 else max(numbers)  # type: ignore[type-var]
+        numbers = [x for x in map(_float, values) if x is not None]
+        if len(numbers) == len(values):
+            score = numbers[1] if len(numbers) == 2 else max(numbers)
     return (None if label is None else str(label)), score, _float(outputs.get("prediction"))
 
 

@@ -280,7 +280,7 @@ def load_releases(path: Any) -> list[Release]:
         )
     out = []
     for i, item in enumerate(items):
-        at = ["releases", i] if listed else []
+        at: list[str | int] = ["releases", i] if listed else []
         line = locate(at) if at else 1
         if not isinstance(item, dict):
             raise InvalidInput(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from keel.serve import _protocols as p
 from keel.serve._errors import ServeError
@@ -196,14 +196,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
-class Router:
-    """Match a method and a path to an endpoint and its path parameters."""
+class _Routed(Protocol):
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
 
-    def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
+
+_E = TypeVar("_E", bound=_Routed)
+
+
+class Router(Generic[_E]):
+    """Match a method and a path to an endpoint and its path parameters (an endpoint is
+    anything with a ``method`` and a ``path``: the model server's and the dashboard's)."""
+
+    def __init__(self, endpoints: tuple[_E, ...]) -> None:
         self.endpoints = endpoints
-        self._static: dict[str, dict[str, Endpoint]] = {}
-        self._dynamic: list[tuple[re.Pattern[str], dict[str, Endpoint]]] = []
-        patterns: dict[str, dict[str, Endpoint]] = {}
+        self._static: dict[str, dict[str, _E]] = {}
+        self._dynamic: list[tuple[re.Pattern[str], dict[str, _E]]] = []
+        patterns: dict[str, dict[str, _E]] = {}
         for e in endpoints:
             if "{" in e.path:
                 patterns.setdefault(e.path, {})[e.method] = e
@@ -213,7 +224,7 @@ class Router:
             regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
             self._dynamic.append((re.compile(f"^{regex}$"), by_method))
 
-    def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, str]]:
+    def match(self, method: str, path: str) -> tuple[_E, dict[str, str]]:
         by_method, params = self._static.get(path), {}
         if by_method is None:
             for regex, candidates in self._dynamic:

@@ -84,7 +84,7 @@ def check_server_url(url: str, allow: Iterable[str] = (), what: str = "server") 
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise refusal from None
-    addrs = [info[4][0] for info in infos]
+    addrs = [str(info[4][0]) for info in infos]  # typeshed: str | int (non-IP families)
     if not addrs or not all(_is_loopback_ip(a) for a in addrs):
         raise refusal
     return {"url": shown, "scheme": scheme, "host": host, "port": port, "address": addrs[0]}

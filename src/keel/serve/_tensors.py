@@ -190,6 +190,7 @@ def tensor_from_rows(t: TensorInput, values: list[Any], offset: int = 0) -> np.n
         arr = None
     if arr is None or arr.dtype == object or arr.shape[1:] != t.shape:
         for i, v in enumerate(values):
+            got: list[int] | str
             try:
                 got = list(np.shape(v))
             except ValueError:

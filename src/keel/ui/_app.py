@@ -82,7 +82,7 @@ class UiApp:
         self.keys = keys
         self.poll_s = float(poll_s)
         self.routes = _routes()
-        self.router = Router(self.routes)  # type: ignore[arg-type]
+        self.router = Router(self.routes)
         self.closing = threading.Event()  # set on shutdown: live streams end
         self.allowed_hosts: frozenset[str] | None = None  # set by start()/serve()
         self.server: Any = None  # the uvicorn server, once started

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from keel.ui._app import Route
 from keel.ui._http import Request, Response, esc, html_response
 from keel.ui._layout import page
@@ -14,7 +16,7 @@ __all__ = ["COMING", "ROUTES"]
 COMING: dict[str, str] = {}
 
 
-def _coming(path: str):  # type: ignore[no-untyped-def]
+def _coming(path: str) -> Callable[[Request], Response]:
     def view(request: Request) -> Response:
         title = path.strip("/").split("/")[0].capitalize()
         body = (

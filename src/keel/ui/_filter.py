@@ -423,11 +423,12 @@ class Compiler:
 
     def where(self, node: Any) -> ColumnElement[bool] | None:
         """A WHERE clause for a parsed filter (None: no filter)."""
-        if node is None:
-            return None
+        return None if node is None else self._clause(node)
+
+    def _clause(self, node: Any) -> ColumnElement[bool]:
         if isinstance(node, Compare):
             return self.compare(node)
-        parts = [self.where(p) for p in node.parts]
+        parts = [self._clause(p) for p in node.parts]
         return and_(*parts) if isinstance(node, And) else or_(*parts)
 
     def order(self, field: Field, descending: bool) -> list[Any]:

@@ -135,15 +135,15 @@ def _performance(f: _Figures, perf: Mapping[str, Any]) -> None:
         worst = [w for w in slices.get("worst") or [] if isinstance(w, Mapping)][:MAX_ROWS]
         rows = [(f"{w.get('feature')} = {w.get('slice')}", w.get(metric)) for w in worst]
         overall = (slices.get("overall") or {}).get(metric)
-        bounded = _in01(*[r[1] for r in rows], overall)
+        in01 = _in01(*[r[1] for r in rows], overall)
         f.add(
             "performance",
             f"Worst slices by {metric}",
             "bars",
             rows=rows,
             refs=[("overall", overall)] if _num(overall) else [],
-            lo=0 if bounded else None,
-            hi=1 if bounded else None,
+            lo=0 if in01 else None,
+            hi=1 if in01 else None,
             note=f"slices of at least {_text(slices.get('min_size'))} rows, worst first",
         )
 

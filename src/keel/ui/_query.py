@@ -70,7 +70,9 @@ def _split_fields(text: str, what: str) -> list[Field]:
 
 def _split_commas(text: str) -> list[str]:
     """Split on commas outside backticks (a key in backticks may hold a comma)."""
-    parts, cur, quoted = [], [], False
+    parts: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for ch in text:
         if ch == "`":
             quoted = not quoted

@@ -138,14 +138,16 @@ def histories(conn: Any, run_ids: list[str], keys: list[str]) -> dict[str, dict[
         .where(_M.c.run_id.in_(run_ids), _M.c.key.in_(keys))
         .order_by(_M.c.run_id, _M.c.key, _M.c.step, _M.c.id)
     )
-    cur_run, cur_key, steps, values = None, None, None, None
+    cur_run, cur_key = None, None
+    steps: list[Any] = []
+    values: list[Any] = []
     for rid, key, step, value in conn.execute(q):
         if rid != cur_run or key != cur_key:
             steps, values = [], []
             out[rid][key] = {"steps": steps, "values": values}
             cur_run, cur_key = rid, key
-        steps.append(step)  # type: ignore[union-attr]
-        values.append(value)  # type: ignore[union-attr]
+        steps.append(step)
+        values.append(value)
     return out
 
 
