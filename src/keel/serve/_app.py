@@ -69,7 +69,7 @@ class ServeConfig:
     max_connections: int = 4096
     public_metrics: bool = False
     max_string_bytes: int = dataclasses.field(
-        default_factory=lambda: int(config.get("KEEL_MAX_STRING_BYTES"))  # type: ignore[arg-type]
+        default_factory=lambda: config.get_int("KEEL_MAX_STRING_BYTES")
     )
 
     def __post_init__(self) -> None:
@@ -163,7 +163,7 @@ class KeelApp:
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
-    def default_slot(self) -> Slot:
+    def default_slot(self) -> Slot | ReleaseSlot:
         return next(iter(self.slots.values()))
 
     @property

@@ -96,7 +96,8 @@ def uvicorn_server(
         log_level=log_level,
         access_log=access_log,
         server_header=False,
-        timeout_graceful_shutdown=graceful_s,
+        # uvicorn annotates an int, but hands it to asyncio.timeout, which takes seconds as a float
+        timeout_graceful_shutdown=graceful_s,  # type: ignore[arg-type]
     )
     return uvicorn.Server(config)
 
