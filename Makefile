@@ -26,9 +26,10 @@ demo-torch: $(STAMP)  ## act three: a PyTorch CNN on 8x8 digits attacked, harden
 	$(BIN)/python -m pip install --quiet -e '.[torch]'
 	$(BIN)/keel demo --act torch
 
-test: $(DEVSTAMP)  ## lint, the layer contract and the whole suite (slow tests included)
+test: $(DEVSTAMP)  ## lint, the layer contract, mypy and the whole suite (slow tests included)
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/lint-imports
+	$(BIN)/mypy src/keel
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 screenshots: $(DEVSTAMP)  ## the README's pictures of keel ui, taken by the browser tests
@@ -38,10 +39,11 @@ lint: $(DEVSTAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/ruff format --check src tests $(wildcard bench)
 	$(BIN)/lint-imports
+	$(BIN)/mypy src/keel
 
 bench: $(DEVSTAMP)  ## benchmarks against MLflow (installs keel[bench]); prints medians and ratios
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache
