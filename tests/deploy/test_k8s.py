@@ -118,7 +118,7 @@ def test_kubernetes_validation_fails_on_a_broken_manifest(written, name, path, v
         (["spec", "predictor", "containers", 0, "ports", 0, "containerPort"], "8080"),
         (["spec", "predictor", "canaryTraficPercent"], 10),  # misspelt: unknown field
         (["apiVersion"], "serving.kserve.io/v1alpha1"),
-        (["spec", "predictor", "securityContext", "runAsNonRoot"], "yes"),
+        (["spec", "predictor", "containers", 0, "securityContext", "runAsNonRoot"], "yes"),
     ],
 )
 def test_kserve_validation_fails_on_a_broken_inference_service(written, path, value):
@@ -136,25 +136,24 @@ def _set(obj, path, value):
 
 def test_pods_run_locked_down_with_probes_and_resources(written):
     objs = objects(written)
-    for pod in (
-        objs["deployment.yaml"]["spec"]["template"]["spec"],
-        objs["inferenceservice.yaml"]["spec"]["predictor"],
-    ):
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["securityContext"]["runAsUser"] != 0
-        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert pod["automountServiceAccountToken"] is False
+    dep_pod = objs["deployment.yaml"]["spec"]["template"]["spec"]
+    assert dep_pod["securityContext"]["runAsNonRoot"] is True
+    assert dep_pod["securityContext"]["runAsUser"] != 0
+    assert dep_pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert dep_pod["automountServiceAccountToken"] is False
+    isvc_pod = objs["inferenceservice.yaml"]["spec"]["predictor"]
+    for pod in (dep_pod, isvc_pod):
         (c,) = pod["containers"]
         sc = c["securityContext"]
-        assert sc["runAsNonRoot"] is True
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
         assert sc["readOnlyRootFilesystem"] is True
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-        assert c["args"][c["args"].index("--port") + 1] == str(ports["http"])
+        (port,) = c["ports"]
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["containerPort"]}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["containerPort"]}
+        assert c["args"][c["args"].index("--port") + 1] == str(port["containerPort"])
         assert set(c["resources"]["requests"]) == {"cpu", "memory"}
         assert set(c["resources"]["limits"]) == {"cpu", "memory"}
         # the only writable paths are the pod's volumes
@@ -163,6 +162,11 @@ def test_pods_run_locked_down_with_probes_and_resources(written):
         assert c["args"][c["args"].index("--store") + 1] in mounts
         assert "emptyDir" in volumes[mounts["/var/lib/keel"]["name"]]
         assert mounts["/etc/keel/keys"]["readOnly"] is True
+    # KServe's custom predictor: its container name, the v2 protocol, a Knative port name
+    (c,) = isvc_pod["containers"]
+    assert c["name"] == "kserve-container"
+    assert {"name": "PROTOCOL", "value": "v2"} in c["env"]
+    assert c["ports"][0]["name"] in ("http1", "h2c")
 
 
 def test_service_autoscaler_budget_and_policy_select_the_deployments_pods(written):

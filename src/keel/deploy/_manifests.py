@@ -113,16 +113,19 @@ def keys_secret(plan: Plan, s: Settings) -> str:
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": {"path": path, "port": PORT},
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,
     }
 
 
-def container(plan: Plan, s: Settings, name: str = "keel") -> dict[str, Any]:
-    return {
-        "name": name,
+def container(plan: Plan, s: Settings, kserve: bool = False) -> dict[str, Any]:
+    """keel's server. For KServe (Knative) the container is ``kserve-container``, declares
+    the v2 protocol in ``PROTOCOL`` (KServe's custom-predictor convention), names its port
+    ``http1`` (Knative allows only http1 and h2c) and has no startup probe."""
+    out = {
+        "name": "kserve-container" if kserve else "keel",
         "image": s.image,
         "imagePullPolicy": "IfNotPresent",
         "args": [
@@ -134,10 +137,13 @@ def container(plan: Plan, s: Settings, name: str = "keel") -> dict[str, Any]:
             "--store",
             STORE_DIR,
         ],
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http1" if kserve else "http", "containerPort": PORT, "protocol": "TCP"}
+        ],
         "env": [
             {"name": "HOME", "value": "/tmp"},
             {"name": "OMP_NUM_THREADS", "value": "1"},
+            *([{"name": "PROTOCOL", "value": "v2"}] if kserve else []),
         ],
         "readinessProbe": _probe("/readyz", 5, 3),
         "livenessProbe": _probe("/healthz", 10, 3),
@@ -162,9 +168,29 @@ def container(plan: Plan, s: Settings, name: str = "keel") -> dict[str, Any]:
             {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
         ],
     }
+    if kserve:
+        del out["startupProbe"]
+    return out
 
 
-def pod_spec(plan: Plan, s: Settings, container_name: str = "keel") -> dict[str, Any]:
+def volumes(plan: Plan, s: Settings, kserve: bool = False) -> list[dict[str, Any]]:
+    return [
+        {"name": "store", "emptyDir": {"sizeLimit": "1Gi"}},
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        {
+            "name": "keys",
+            "secret": {
+                "secretName": keys_secret(plan, s),
+                # readable by the pod's group (fsGroup); Knative pods get no fsGroup, so
+                # there the file (key hashes, no key) is world-readable inside the pod
+                "defaultMode": 0o444 if kserve else 0o440,
+                "items": [{"key": KEYS_FILE, "path": KEYS_FILE}],
+            },
+        },
+    ]
+
+
+def pod_spec(plan: Plan, s: Settings) -> dict[str, Any]:
     return {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -176,19 +202,8 @@ def pod_spec(plan: Plan, s: Settings, container_name: str = "keel") -> dict[str,
             "fsGroup": UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container(plan, s, container_name)],
-        "volumes": [
-            {"name": "store", "emptyDir": {"sizeLimit": "1Gi"}},
-            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-            {
-                "name": "keys",
-                "secret": {
-                    "secretName": keys_secret(plan, s),
-                    "defaultMode": 0o440,
-                    "items": [{"key": KEYS_FILE, "path": KEYS_FILE}],
-                },
-            },
-        ],
+        "containers": [container(plan, s)],
+        "volumes": volumes(plan, s),
     }
 
 
@@ -301,17 +316,18 @@ def inference_service(plan: Plan, s: Settings) -> dict[str, Any]:
     """KServe's InferenceService with a custom predictor: keel's server in the image, which
     speaks the Open Inference Protocol v2 (``/v2/models/NAME/infer``) itself. With a canary
     share, applying it over the running one sends that share to the new revision."""
-    pod = pod_spec(plan, s, container_name="kserve-container")
     meta = _meta(plan, s)
     meta["annotations"] = {
         "keel.dev/model": plan.ref,
         "keel.dev/graph-sha256": plan.graph_sha256,
-        "keel.dev/protocol": "v2",
     }
     predictor: dict[str, Any] = {"minReplicas": s.replicas, "maxReplicas": s.max_replicas}
     if plan.canary_percent is not None:
         predictor["canaryTrafficPercent"] = plan.canary_percent
-    predictor.update(pod)
+    # Knative admits a pod-level securityContext only behind a feature flag: the
+    # container's own securityContext carries the same settings.
+    predictor["containers"] = [container(plan, s, kserve=True)]
+    predictor["volumes"] = volumes(plan, s, kserve=True)
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
