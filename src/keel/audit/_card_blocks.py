@@ -207,39 +207,64 @@ def _training(s: Mapping[str, Any]) -> list[Block]:
     if t is None:
         return [_missing("no training run is linked to this version")]
     env = t.get("env") or {}
-    out: list[Block] = [
-        _kv(
-            [
-                ("run", t["run_id"]),
-                ("experiment", str(t.get("experiment") or "—")),
-                ("model kind", str(t.get("model") or "—")),
-                ("seed", t.get("seed")),
-                ("split", f"{t.get('split') or '—'} (test size {num(t.get('test_size'))})"),
-                ("feature spec sha256", str(t.get("feature_spec_sha") or "—")),
-                ("wall time (s)", t.get("wall_time_s")),
-                ("git commit", str(t.get("git_commit") or "—")),
-                ("python / platform", f"{env.get('python', '—')} / {env.get('platform', '—')}"),
-            ]
+    inh = t.get("inherited") or {}
+
+    def via(fact: str) -> str:
+        return f" (inherited from {inh[fact]})" if inh.get(fact) else ""
+
+    out: list[Block] = []
+    chain = t.get("mitigated_from") or []
+    if chain:
+        steps = " ← ".join([s["model"]["ref"], *(c["ref"] for c in chain)])
+        methods = ", ".join(f"{c['method'] or 'a mitigation'} of {c['ref']}" for c in chain)
+        out.append(
+            _p(
+                f"This version was made by mitigation ({methods}); lineage {steps}. The model "
+                f"kind, parameters, split, seed and search below are those of {chain[-1]['ref']}'s "
+                "training, which the mitigation took over; the run is the mitigation's."
+            )
+        )
+    pairs: list[tuple[str, Any]] = [
+        ("run", t["run_id"]),
+        ("experiment", str(t.get("experiment") or "—")),
+        ("model kind", f"{t.get('model') or '—'}{via('model')}"),
+        ("seed", f"{num(t.get('seed'))}{via('seed')}"),
+    ]
+    if t.get("mitigation_seed") is not None:
+        pairs.append(("mitigation seed (row draws)", t["mitigation_seed"]))
+    pairs += [
+        (
+            "split",
+            f"{t.get('split') or '—'} (test size {num(t.get('test_size'))}){via('split')}",
         ),
+        ("feature spec sha256", f"{t.get('feature_spec_sha') or '—'}{via('feature_spec')}"),
+        ("wall time (s)", t.get("wall_time_s")),
+        ("git commit", str(t.get("git_commit") or "—")),
+        ("python / platform", f"{env.get('python', '—')} / {env.get('platform', '—')}"),
+    ]
+    out += [
+        _kv(pairs),
         _table(
             ["parameter", "value"],
             [
                 [k, v if isinstance(v, int | float) else _flat_text(v)]
                 for k, v in sorted(t["model_params"].items())
             ],
-            "model parameters",
+            "model parameters" + via("model_params"),
         ),
     ]
     search = t.get("search")
     if search is None:
-        out.append(_p("No hyper-parameter search: the parameters above were given."))
+        where = "this version's lineage" if chain else "this version's run"
+        out.append(_p(f"No hyper-parameter search in {where}: the parameters above were given."))
     else:
         out.append({"kind": "h3", "text": "Hyper-parameter search"})
         if search.get("inherited_from"):
             out.append(
                 _p(
-                    f"The parameters come from the search that made {search['inherited_from']}, "
-                    "the version this one was mitigated from."
+                    f"Inherited from {search['inherited_from']}: the parameters come from the "
+                    f"search that made {search['inherited_from']}, which this version was "
+                    "mitigated from."
                 )
             )
         out.append(
@@ -597,7 +622,17 @@ EVIDENCE_BLOCKS = (
     ("evaluation", "Evaluation", _evaluation),
     ("fairness", "Fairness", _fairness),
     ("explanations", "Explanations", _explanations),
-    ("robustness", "Robustness", lambda s: generic("robustness", s.get("robustness"))),
-    ("privacy", "Privacy", lambda s: generic("privacy", s.get("privacy"))),
-    ("mitigation", "Mitigation", lambda s: generic("mitigation", s.get("mitigation"))),
+    ("robustness", "Robustness", lambda s: _figures("robustness", s)),
+    ("privacy", "Privacy", lambda s: _figures("privacy", s)),
+    ("mitigation", "Mitigation", lambda s: _figures("mitigation", s)),
 )
+
+
+def _figures(name: str, s: Mapping[str, Any]) -> list[Block]:
+    """The section ``name`` with its pictures (:mod:`._card_figures`, which builds on this
+    module's blocks, hence the late import)."""
+    from keel.audit import _card_figures
+
+    make = getattr(_card_figures, f"{name}_blocks")
+    blocks: list[Block] = make(s)
+    return blocks

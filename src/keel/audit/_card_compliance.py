@@ -2,8 +2,22 @@
 documentation, Regulation (EU) 2024/1689) and each relevant NIST AI RMF 1.0 MEASURE
 subcategory, the card sections that evidence it, and whether that evidence is there.
 
-A point is ``present`` when every item it needs was found, ``partial`` when some were, and
-``missing`` when none were. Nothing is filled in for a missing item: the row names it.
+Each item a point needs is found in one of three ways, and the row names where:
+
+- a **record**: something the store holds for this version (its registry entry, its lineage,
+  its run, its audit evidence, its rows in the prediction log, the monitoring passes and
+  alert checks over its traffic, a file the project keeps);
+- a **declaration**: the project's own statement of a fact only it can give (intended use,
+  users, limitations, standards applied), quoted from ``keel.yaml``;
+- a **plan**: the project's statement of what will be done in operation (the monitoring plan,
+  the feedback channel, human oversight, where the declaration of conformity will be), quoted
+  from ``keel.yaml``, with no record that it is done.
+
+A point is ``present`` when every item it needs is a record or a declaration, ``partial``
+when some item is missing or only planned, and ``missing`` when no item was found. A plan
+alone never makes a point present: a monitoring plan counts once monitoring passes or alert
+checks over the version's traffic show it carried out (:data:`CARRIED_OUT_BY`). Nothing is
+filled in for a missing item: the row names it.
 """
 
 from __future__ import annotations
@@ -11,9 +25,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["ANNEX_IV", "ITEMS", "NIST_MEASURE", "assess"]
+__all__ = ["ANNEX_IV", "CARRIED_OUT_BY", "ITEMS", "NIST_MEASURE", "assess"]
 
 Sections = Mapping[str, Any]
+#: What a check returns: None (not found), or (how it was found, where): ``record``,
+#: ``declared`` or ``plan``, and a short text naming the stored evidence or the statement.
+Found = tuple[str, str] | None
 
 
 def _get(s: Sections, *path: str) -> Any:
@@ -25,86 +42,269 @@ def _get(s: Sections, *path: str) -> Any:
     return cur
 
 
+def _ev(s: Sections) -> str:
+    return f"evidence {_get(s, 'reproducibility', 'evidence_id')}"
+
+
 def _metrics(s: Sections) -> list[Mapping[str, Any]]:
     perf = s.get("performance") or {}
     return [v for v in perf.values() if isinstance(v, Mapping) and "value" in v]
 
 
-def _fairness(s: Sections) -> bool:
+def _measured(doc: Any, skip: tuple[str, ...] = ("about", "settings", "libraries")) -> bool:
+    """Whether a section holds at least one measured figure (a finite number outside its
+    set-up): an attack marked unsupported, with only its reason, measured nothing."""
+    if isinstance(doc, Mapping):
+        if doc.get("supported") is False:
+            return False
+        return any(_measured(v, skip) for k, v in doc.items() if k not in skip)
+    if isinstance(doc, list):
+        return any(_measured(v, skip) for v in doc)
+    return isinstance(doc, int | float) and not isinstance(doc, bool) and doc == doc
+
+
+def _said(s: Sections, section: str, key: str, where: str, kind: str = "declared") -> Found:
+    value = _get(s, section, key)
+    if not value:
+        return None
+    return kind, f"keel.yaml {where}.{key}"
+
+
+def _record(text: str | None) -> Found:
+    return None if text is None else ("record", text)
+
+
+def _lineage_data(s: Sections) -> Found:
+    refs = [str(d.get("ref") or d["sha"][:12]) for d in _get(s, "data", "datasets") or []]
+    return _record(f"lineage: dataset {', '.join(refs)} by content hash" if refs else None)
+
+
+def _profiles(s: Sections) -> Found:
+    refs = [
+        str(d.get("ref") or d["sha"][:12])
+        for d in _get(s, "data", "datasets") or []
+        if d.get("profile")
+    ]
+    return _record(f"stored profile of {', '.join(refs)}" if refs else None)
+
+
+def _seed(s: Sections) -> Found:
+    t = s.get("training") or {}
+    if t.get("seed") is None:
+        return None
+    via = (t.get("inherited") or {}).get("seed")
+    return _record(
+        f"run {str(t['run_id'])[:12]}: seed {t['seed']}"
+        + (f" (inherited from {via})" if via else "")
+    )
+
+
+def _section(name: str, test: Callable[[Any], bool] = bool) -> Callable[[Sections], Found]:
+    def check(s: Sections) -> Found:
+        return _record(f"{_ev(s)}: {name} section" if test(s.get(name)) else None)
+
+    return check
+
+
+def _fairness(s: Sections) -> Found:
     fair = s.get("fairness") or {}
-    return any(k != "about" and isinstance(v, Mapping) for k, v in fair.items())
+    keys = [k for k, v in fair.items() if k != "about" and isinstance(v, Mapping)]
+    return _record(f"{_ev(s)}: fairness by {', '.join(keys)}" if keys else None)
 
 
-def _energy(s: Sections) -> bool:
+def _energy(s: Sections) -> Found:
     metrics = _get(s, "training", "metrics") or {}
-    return any(w in k.lower() for k in metrics for w in ("energy", "co2", "emission"))
+    hits = [k for k in metrics for w in ("energy", "co2", "emission") if w in k.lower()]
+    return _record(f"run metrics {', '.join(hits)}" if hits else None)
 
 
-#: Each evidence item: its label and how to tell from the card's sections that it is there.
-ITEMS: dict[str, tuple[str, Callable[[Sections], bool]]] = {
-    "intended_use": ("intended use", lambda s: bool(_get(s, "intended_use", "intended_use"))),
-    "users": ("users and affected persons", lambda s: bool(_get(s, "intended_use", "users"))),
-    "limitations": ("known limitations", lambda s: bool(_get(s, "intended_use", "limitations"))),
+def _monitoring_plan(s: Sections) -> Found:
+    where = []
+    if _get(s, "monitoring", "plan"):
+        where.append("card.monitoring")
+    if _get(s, "monitoring", "alert_rules"):
+        where.append(f"monitor.alerts ({len(_get(s, 'monitoring', 'alert_rules'))} rules)")
+    return ("plan", f"keel.yaml {' and '.join(where)}") if where else None
+
+
+def _prediction_log(s: Sections) -> Found:
+    log = _get(s, "monitoring", "prediction_log")
+    if not log:
+        return None
+    return _record(
+        f"prediction log: {log['rows']:,} rows answered by this version "
+        f"in {log['segments']} segment(s)"
+    )
+
+
+def _passes(s: Sections) -> Found:
+    passes = _get(s, "monitoring", "passes") or []
+    ids = ", ".join(str(p["id"]) for p in passes[-5:])
+    return _record(
+        f"{len(passes)} monitoring pass(es) over its traffic (events {ids})" if passes else None
+    )
+
+
+def _alert_checks(s: Sections) -> Found:
+    checks = _get(s, "monitoring", "alert_checks") or []
+    fired = _get(s, "monitoring", "alerts") or []
+    return _record(
+        f"alert rules checked on {len(checks)} window(s) of its traffic, {len(fired)} fired"
+        if checks
+        else None
+    )
+
+
+def _deployed_performance(s: Sections) -> Found:
+    done = _get(s, "monitoring", "deployed_performance") or []
+    return _record(
+        f"performance on delayed labels in {len(done)} monitoring pass(es)" if done else None
+    )
+
+
+def _declaration(s: Sections) -> Found:
+    doc = _get(s, "conformity", "declaration_file")
+    if doc:
+        return _record(f"file {doc['path']} (sha256 {doc['sha256'][:12]}…)")
+    return _said(s, "conformity", "declaration_of_conformity", "card", "plan")
+
+
+def _gates(s: Sections) -> Found:
+    checks = _get(s, "gates", "checks")
+    if checks is None:
+        return None
+    recorded = [o for o in _get(s, "gates", "overrides") or []]
+    return _record(
+        f"{_ev(s)} checked against {len(checks)} rule(s); {len(recorded)} override(s) recorded"
+    )
+
+
+def _libraries(s: Sections) -> Found:
+    if _get(s, "reproducibility", "libraries"):
+        return _record(f"{_ev(s)}: library versions")
+    if _get(s, "training", "env"):
+        return _record(f"run {str(_get(s, 'training', 'run_id'))[:12]}: environment")
+    return None
+
+
+#: Each evidence item: its label and how to find, in the card's sections, what backs it.
+ITEMS: dict[str, tuple[str, Callable[[Sections], Found]]] = {
+    "intended_use": (
+        "intended use",
+        lambda s: _said(s, "intended_use", "intended_use", "card"),
+    ),
+    "users": ("users and affected persons", lambda s: _said(s, "intended_use", "users", "card")),
+    "limitations": (
+        "known limitations",
+        lambda s: _said(s, "intended_use", "limitations", "card"),
+    ),
     "human_oversight": (
         "human-oversight measures",
-        lambda s: bool(_get(s, "intended_use", "human_oversight")),
+        lambda s: _said(s, "intended_use", "human_oversight", "card", "plan"),
     ),
-    "model_identity": ("model name, version and artifact hash", lambda s: bool(s.get("model"))),
-    "software_versions": (
-        "software versions",
-        lambda s: bool(_get(s, "reproducibility", "libraries") or _get(s, "training", "env")),
+    "model_identity": (
+        "model name, version and artifact hash",
+        lambda s: _record(
+            f"registry: {_get(s, 'model', 'ref')}, artifact sha256 "
+            f"{str(_get(s, 'model', 'artifact_sha'))[:12]}…"
+            if _get(s, "model", "artifact_sha")
+            else None
+        ),
     ),
-    "input_spec": ("input data specification", lambda s: bool(_get(s, "model", "inputs"))),
-    "data_lineage": (
-        "datasets by content hash",
-        lambda s: any(d.get("sha") for d in _get(s, "data", "datasets") or []),
+    "software_versions": ("software versions", _libraries),
+    "input_spec": (
+        "input data specification",
+        lambda s: _record(
+            f"registry: input schema of {len(_get(s, 'model', 'inputs'))} column(s)"
+            if _get(s, "model", "inputs")
+            else None
+        ),
     ),
-    "data_profile": (
-        "dataset profiles",
-        lambda s: any(d.get("profile") for d in _get(s, "data", "datasets") or []),
-    ),
+    "data_lineage": ("datasets by content hash", _lineage_data),
+    "data_profile": ("dataset profiles", _profiles),
     "sensitive_features": (
         "declared sensitive features",
-        lambda s: bool(_get(s, "data", "sensitive")),
+        lambda s: _record(
+            f"{_ev(s)}: audited with sensitive {', '.join(_get(s, 'data', 'sensitive'))}"
+            if _get(s, "data", "sensitive")
+            else None
+        ),
     ),
-    "training_spec": ("training run (spec, parameters)", lambda s: bool(s.get("training"))),
-    "seed": ("training seed", lambda s: _get(s, "training", "seed") is not None),
-    "performance": ("hold-out performance", lambda s: bool(_metrics(s))),
+    "training_spec": (
+        "training run (spec, parameters)",
+        lambda s: _record(
+            f"run {str(_get(s, 'training', 'run_id'))[:12]}" if s.get("training") else None
+        ),
+    ),
+    "seed": ("training seed", _seed),
+    "performance": (
+        "hold-out performance",
+        lambda s: _record(
+            f"{_ev(s)}: {len(_metrics(s))} hold-out metrics" if _metrics(s) else None
+        ),
+    ),
     "intervals": (
         "confidence intervals",
-        lambda s: any(m.get("ci_low") is not None for m in _metrics(s)),
+        lambda s: _record(
+            f"{_ev(s)}: bootstrap intervals"
+            if any(m.get("ci_low") is not None for m in _metrics(s))
+            else None
+        ),
     ),
-    "calibration": ("calibration", lambda s: bool(_get(s, "performance", "calibration"))),
+    "calibration": (
+        "calibration",
+        lambda s: _record(
+            f"{_ev(s)}: calibration" if _get(s, "performance", "calibration") else None
+        ),
+    ),
     "slices": (
         "per-slice performance",
-        lambda s: bool(_get(s, "performance", "slices", "worst")),
+        lambda s: _record(
+            f"{_ev(s)}: worst slices" if _get(s, "performance", "slices", "worst") else None
+        ),
     ),
     "fairness": ("fairness evidence", _fairness),
-    "explanations": ("explanations", lambda s: bool(s.get("explanations"))),
-    "robustness": ("robustness evidence", lambda s: bool(s.get("robustness"))),
-    "privacy": ("privacy evidence", lambda s: bool(s.get("privacy"))),
-    "policy": ("gate policy (thresholds)", lambda s: bool(_get(s, "gates", "rules"))),
-    "gate_record": (
-        "gate results and overrides",
-        lambda s: _get(s, "gates", "checks") is not None,
+    "explanations": ("explanations", _section("explanations")),
+    "robustness": ("robustness evidence", _section("robustness", _measured)),
+    "privacy": ("privacy evidence", _section("privacy", _measured)),
+    "policy": (
+        "gate policy (thresholds)",
+        lambda s: ("declared", "keel.yaml audit.policy") if _get(s, "gates", "rules") else None,
     ),
-    "versions": ("version and alias history", lambda s: bool(_get(s, "lifecycle", "versions"))),
-    "monitoring_plan": ("monitoring plan", lambda s: bool(_get(s, "monitoring", "plan"))),
-    "monitoring_results": (
-        "monitoring results from deployment",
-        lambda s: bool(_get(s, "monitoring", "results")),
+    "gate_record": ("gate results and overrides", _gates),
+    "versions": (
+        "version and alias history",
+        lambda s: _record(
+            f"registry: {len(_get(s, 'lifecycle', 'versions'))} version(s) and alias moves"
+            if _get(s, "lifecycle", "versions")
+            else None
+        ),
     ),
-    "feedback": ("feedback and appeal channel", lambda s: bool(_get(s, "monitoring", "feedback"))),
-    "standards": ("standards applied", lambda s: bool(_get(s, "conformity", "standards"))),
-    "declaration_of_conformity": (
-        "EU declaration of conformity",
-        lambda s: bool(_get(s, "conformity", "declaration_of_conformity")),
+    "monitoring_plan": ("monitoring plan", _monitoring_plan),
+    "prediction_log": ("predictions logged in deployment", _prediction_log),
+    "monitoring_results": ("monitoring results from deployment", _passes),
+    "alert_checks": ("alert rules checked on deployed traffic", _alert_checks),
+    "deployed_performance": ("performance measured in deployment", _deployed_performance),
+    "feedback": (
+        "feedback and appeal channel",
+        lambda s: _said(s, "monitoring", "feedback", "card", "plan"),
     ),
+    "standards": ("standards applied", lambda s: _said(s, "conformity", "standards", "card")),
+    "declaration_of_conformity": ("EU declaration of conformity", _declaration),
     "reproducibility": (
         "seeds, sample sizes and library versions of the audit",
-        lambda s: bool(_get(s, "reproducibility", "settings")),
+        lambda s: _record(
+            f"{_ev(s)}: audit settings" if _get(s, "reproducibility", "settings") else None
+        ),
     ),
     "energy": ("energy or emissions measured", _energy),
+}
+
+#: Plans that records can show carried out: the plan counts as backed when any of these
+#: records is there (a monitoring plan, by monitoring passes or alert checks over the
+#: version's traffic). The other plans (feedback, human oversight) have no such record.
+CARRIED_OUT_BY: dict[str, tuple[str, ...]] = {
+    "monitoring_plan": ("monitoring_results", "alert_checks"),
 }
 
 Point = tuple[str, str, tuple[str, ...], tuple[str, ...]]
@@ -175,7 +375,7 @@ ANNEX_IV: tuple[Point, ...] = (
         "9",
         "Post-market performance evaluation and monitoring plan (Art. 72)",
         ("Monitoring plan",),
-        ("monitoring_plan",),
+        ("monitoring_plan", "prediction_log", "monitoring_results"),
     ),
 )
 
@@ -204,7 +404,7 @@ NIST_MEASURE: tuple[Point, ...] = (
         "MEASURE 2.4",
         "Functionality and behaviour monitored in production",
         ("Monitoring plan",),
-        ("monitoring_plan", "monitoring_results"),
+        ("monitoring_plan", "prediction_log", "monitoring_results"),
     ),
     (
         "MEASURE 2.5",
@@ -264,7 +464,7 @@ NIST_MEASURE: tuple[Point, ...] = (
         "MEASURE 3.1",
         "Existing and emergent risks tracked over time in deployment",
         ("Monitoring plan",),
-        ("monitoring_plan", "monitoring_results"),
+        ("monitoring_plan", "monitoring_results", "alert_checks"),
     ),
     (
         "MEASURE 3.3",
@@ -276,22 +476,33 @@ NIST_MEASURE: tuple[Point, ...] = (
         "MEASURE 4.2",
         "Trustworthiness measured in deployment and validated as performing as intended",
         ("Monitoring plan",),
-        ("monitoring_results",),
+        ("deployed_performance",),
     ),
 )
 
 
 def assess(sections: Sections) -> dict[str, list[dict[str, Any]]]:
-    """Each point of both frameworks with its card sections, its items found and missing,
-    and its status (present, partial or missing)."""
-    found = {key: bool(check(sections)) for key, (_, check) in ITEMS.items()}
+    """Each point of both frameworks with its card sections, its items found (``present``),
+    found only as a plan (``stated_only``) and not found (``missing``), what backs each item
+    found (``backed_by``), and its status (present, partial or missing)."""
+    found = {key: check(sections) for key, (_, check) in ITEMS.items()}
+    for key, records in CARRIED_OUT_BY.items():
+        plan, done = found[key], [ITEMS[r][0] for r in records if found[r] is not None]
+        if plan is not None and plan[0] == "plan" and done:
+            found[key] = ("record", f"{plan[1]}, carried out: {', '.join(done)}")
 
     def rows(framework: str, points: tuple[Point, ...]) -> list[dict[str, Any]]:
         out = []
         for point, title, where, items in points:
-            have = [ITEMS[i][0] for i in items if found[i]]
-            lack = [ITEMS[i][0] for i in items if not found[i]]
-            status = "present" if not lack else ("missing" if not have else "partial")
+            hits = {i: found[i] for i in items if found[i] is not None}
+            planned = [ITEMS[i][0] for i, f in hits.items() if f is not None and f[0] == "plan"]
+            lack = [ITEMS[i][0] for i in items if i not in hits]
+            if not hits:
+                status = "missing"
+            elif lack or planned:
+                status = "partial"
+            else:
+                status = "present"
             out.append(
                 {
                     "framework": framework,
@@ -299,8 +510,14 @@ def assess(sections: Sections) -> dict[str, list[dict[str, Any]]]:
                     "title": title,
                     "sections": list(where),
                     "items": list(items),
-                    "present": have,
+                    "present": [ITEMS[i][0] for i, f in hits.items() if f and f[0] != "plan"],
+                    "stated_only": planned,
                     "missing": lack,
+                    "backed_by": [
+                        {"item": ITEMS[i][0], "found": f[0], "where": f[1]}
+                        for i, f in hits.items()
+                        if f is not None
+                    ],
                     "status": status,
                 }
             )

@@ -129,40 +129,95 @@ def _monitoring(s: Mapping[str, Any]) -> list[Block]:
     m = s["monitoring"]
     out: list[Block] = [
         {"kind": "h3", "text": "Plan"},
+        _p("As stated by the project in keel.yaml (a plan: what is meant to happen)."),
         _stated(m["plan"]),
-        {"kind": "h3", "text": "Feedback and appeal"},
-        _stated(m["feedback"]),
-        {"kind": "h3", "text": "Results from deployment"},
     ]
-    if m["results"]:
+    if m.get("alert_rules"):
+        out.append(_kv([("alert rules declared (monitor.alerts)", ", ".join(m["alert_rules"]))]))
+    out += [{"kind": "h3", "text": "Feedback and appeal"}, _stated(m["feedback"])]
+    out.append({"kind": "h3", "text": "Records from deployment"})
+    log = m.get("prediction_log")
+    if log:
         out.append(
-            _table(
-                ["when", "kind", "details"],
-                [[_when(e.get("at")), e.get("kind"), str(e.get("payload"))] for e in m["results"]],
-                "monitoring events for this version",
+            _kv(
+                [
+                    ("prediction log", f"{log['rows']:,} rows in {log['segments']} segment(s)"),
+                    ("first / last prediction", f"{_when(log['first'])} / {_when(log['last'])}"),
+                ]
             )
         )
     else:
-        out.append(_missing("no monitoring results are recorded for this version"))
+        out.append(_missing("no prediction of this version is in the prediction log"))
+    passes = m.get("passes") or []
+    if passes:
+        checked = {c.get("window") for c in m.get("alert_checks") or []}
+        fired = m.get("alerts") or []
+        out.append(
+            _table(
+                ["pass", "when", "rows", "labelled", "served", "drift share", "alert rules"],
+                [
+                    [
+                        p["id"],
+                        _when(p["at"]),
+                        (p.get("window") or {}).get("rows"),
+                        (p.get("window") or {}).get("labeled"),
+                        p.get("served") or "—",
+                        (p.get("values") or {}).get("drift.share"),
+                        "checked" if _window_key(s, p) in checked else "not checked",
+                    ]
+                    for p in passes
+                ],
+                "monitoring passes over this version's traffic",
+            )
+        )
+        if fired:
+            out.append(
+                _table(
+                    ["when", "rule", "value", "severity"],
+                    [
+                        [_when(a.get("at")), a.get("rule"), a.get("value"), a.get("severity")]
+                        for a in fired
+                    ],
+                    "alerts fired on those windows",
+                )
+            )
+    else:
+        out.append(_missing("no monitoring pass has covered this version's traffic"))
     return out
+
+
+def _window_key(s: Mapping[str, Any], p: Mapping[str, Any]) -> str:
+    from keel.audit._card_records import window_key
+
+    return window_key(s["model"]["name"], p.get("window") or {})
 
 
 def _conformity(s: Mapping[str, Any]) -> list[Block]:
     c = s["conformity"]
-    return [
+    out = [
         {"kind": "h3", "text": "Standards applied"},
         _stated(c["standards"]),
         {"kind": "h3", "text": "EU declaration of conformity"},
         _stated(c["declaration_of_conformity"]),
     ]
+    doc = c.get("declaration_file")
+    if doc:
+        out.append(_kv([("file", doc["path"]), ("bytes", doc["bytes"]), ("sha256", doc["sha256"])]))
+    elif c["declaration_of_conformity"]:
+        out.append(_missing("no such file in the project folder: only its place is stated"))
+    return out
 
 
 def _compliance(s: Mapping[str, Any]) -> list[Block]:
     comp = s["compliance"]
     out: list[Block] = [
         _p(
-            "Each point with the card sections that evidence it. A point is present when all "
-            "its evidence was found, partial when some was, missing when none was; what is "
+            "Each point with the card sections that evidence it and what backs it. A point is "
+            "present when every item it needs is a record the store holds for this version "
+            "(registry, lineage, run, audit evidence, prediction log, monitoring passes, alert "
+            "checks) or a declaration only the project can make (intended use, users, "
+            "limitations, standards); partial when an item is missing or only planned in "
+            "keel.yaml with no record that it is done; missing when nothing was found. What is "
             "missing is named, not filled in."
         )
     ]
@@ -173,14 +228,27 @@ def _compliance(s: Mapping[str, Any]) -> list[Block]:
         out.append(
             {
                 "kind": "table",
-                "headers": ["point", "requirement", "card sections", "status", "missing evidence"],
+                "headers": [
+                    "point",
+                    "requirement",
+                    "card sections",
+                    "status",
+                    "backed by",
+                    "missing or only planned",
+                ],
                 "rows": [
                     [
                         r["point"],
                         r["title"],
                         ", ".join(r["sections"]),
                         r["status"],
-                        "; ".join(r["missing"]) or "—",
+                        "; ".join(
+                            f"{b['where']}" + (" (plan only)" if b["found"] == "plan" else "")
+                            for b in r["backed_by"]
+                        )
+                        or "—",
+                        "; ".join(r["missing"] + [f"{x} (only planned)" for x in r["stated_only"]])
+                        or "—",
                     ]
                     for r in comp[key]
                 ],

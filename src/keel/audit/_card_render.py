@@ -45,6 +45,8 @@ def _md_block(b: dict[str, Any]) -> list[str]:
             return [f"_{b['caption'] or 'table'}: none_", ""]
         cap = [f"*{b['caption']}*", ""] if b.get("caption") else []
         return cap + _md_table(b["headers"], b["rows"]) + [""]
+    if kind == "figure":  # the picture is in the HTML card; its figures are in the tables
+        return [f"*Figure (drawn in card.html): {_md_cell(b['caption'])}*", ""]
     return []  # charts: the tables beside them carry the same figures
 
 
@@ -80,6 +82,7 @@ pre { background: #f6f6f6; padding: 8px 10px; overflow-x: auto; font-size: 12px;
 nav ol { columns: 3; font-size: 13px; } svg.chart { display: block; margin: 6px 0 14px;
   font-family: system-ui, sans-serif; max-width: 100%; height: auto; }
 .summary td:first-child { font-weight: 600; }
+figure { margin: 8px 0 16px; } figcaption { color: #444; font-size: 13px; max-width: 560px; }
 @media print { nav { display: none; } h2 { break-after: avoid; } }
 """
 
@@ -124,7 +127,26 @@ def _chart(b: dict[str, Any]) -> str:
         return svg.bars(b["rows"], b["label"], refs=b.get("refs") or ())
     if b["chart"] == "reliability":
         return svg.reliability(b["points"], b["label"])
+    if b["chart"] == "xy":
+        return svg.xy(
+            b["series"],
+            b["label"],
+            b.get("x_label", ""),
+            b.get("y_label", ""),
+            x_log=bool(b.get("x_log")),
+            y_range=b.get("y_range", (0.0, 1.0)),
+        )
     return ""
+
+
+def _figure(b: dict[str, Any]) -> str:
+    if b["chart"] == "bars":
+        drawn = svg.bars(b["rows"], b["label"], lo=b.get("lo", 0.0), hi=b.get("hi"))
+    else:
+        drawn = _chart(b)
+    if not drawn:
+        return ""
+    return f"<figure>{drawn}<figcaption>{escape(b['caption'])}</figcaption></figure>"
 
 
 def _html_block(b: dict[str, Any]) -> str:
@@ -148,6 +170,8 @@ def _html_block(b: dict[str, Any]) -> str:
         return _html_table(b)
     if kind == "chart":
         return _chart(b)
+    if kind == "figure":
+        return _figure(b)
     return ""
 
 

@@ -7,6 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from keel.audit._card_records import (
+    alert_rules,
+    declaration_file,
+    deployed_performance,
+    dp_siblings,
+    mitigation_family,
+    monitoring_records,
+)
 from keel.errors import InvalidInput, KeelError, NotFound
 
 __all__ = ["STATEMENT_KEYS", "collect", "statements"]
@@ -90,27 +98,34 @@ def collect(store: Any, ref: str, evidence_id: int | None = None) -> dict[str, A
     settings = getattr(store, "settings", None) or {}
     stated = statements(settings)
     run = _run(store, mv.run_id)
+    chain = mitigated_from(store, mv.ref)
     sections: dict[str, Any] = {
         "model": _model(mv, doc),
         "intended_use": {k: stated[k] for k in ("intended_use", "users", "limitations")}
         | {"human_oversight": stated["human_oversight"]},
         "data": _data(store, mv, doc),
-        "training": _training(store, run),
+        "training": _training(store, run, chain),
     }
     for name in _EVIDENCE_SECTIONS:
         sections[name] = doc.get(name)
+    sections["related"] = {  # other versions' stored records the pictures compare with
+        "mitigations": mitigation_family(store, mv, chain),
+        "dp_versions": dp_siblings(store, mv, doc.get("privacy")),
+    }
     sections["gates"] = _gates(store, mv, ev)
     sections["lifecycle"] = _lifecycle(store, mv)
-    sections["monitoring"] = {
+    records = monitoring_records(store, mv)
+    sections["monitoring"] = records | {
         "plan": stated["monitoring"],
         "feedback": stated["feedback"],
-        "results": [
-            e for e in store.events() if str(e["kind"]).startswith("monitor") and _is(e, mv)
-        ],
+        "alert_rules": alert_rules(settings),
+        "results": records["passes"],
+        "deployed_performance": deployed_performance(records["passes"]),
     }
     sections["conformity"] = {
         "standards": stated["standards"],
         "declaration_of_conformity": stated["declaration_of_conformity"],
+        "declaration_file": declaration_file(store, stated["declaration_of_conformity"]),
     }
     sections["reproducibility"] = {
         "evidence_id": ev.id,
@@ -215,42 +230,86 @@ def _parent_run(store: Any, ref: str) -> dict[str, Any] | None:
         return None
 
 
-def _training(store: Any, run: dict[str, Any] | None) -> dict[str, Any] | None:
+def mitigated_from(store: Any, ref: str) -> list[dict[str, Any]]:
+    """The versions ``ref`` was mitigated from, nearest first, by the ``mitigated_from`` lineage
+    edges: ``{"ref", "method"}`` each, ``method`` being the mitigation that made the child."""
+    from keel import registry
+    from keel import store as st
+
+    chain: list[dict[str, Any]] = []
+    seen, cur = {ref}, ref
+    while True:
+        parents = st.lineage(store, "model", cur, max_depth=1).parents
+        up = next((p.id for p in parents if p.kind == "model" and p.role == "mitigated_from"), None)
+        if up is None or up in seen:
+            return chain
+        try:
+            method = registry.get_version(store, cur).tags.get("mitigation")
+        except NotFound:
+            method = None
+        chain.append({"ref": up, "method": method})
+        seen.add(up)
+        cur = up
+
+
+def _search(store: Any, run: dict[str, Any], chain: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The hyper-parameter search that chose the parameters: the run's own, else the nearest
+    one up the mitigation lineage (``inherited_from`` names the version it made)."""
+    search_id = (run.get("tags") or {}).get("search_run")
+    source = None
+    for link in chain if search_id is None else ():
+        sid = ((_parent_run(store, link["ref"]) or {}).get("tags") or {}).get("search_run")
+        if sid:
+            search_id, source = sid, link["ref"]
+            break
+    parent = _run(store, search_id) if search_id else None
+    if parent is None:
+        return None
+    p = parent.get("params") or {}
+    history = parent.get("metric_history") or {}
+    metric = next((k for k in history if k.startswith("val_")), None)
+    values = [v for _, v in history.get(metric, [])] if metric else []
+    return {
+        "run_id": parent["id"],
+        "n_trials": p.get("n_trials"),
+        "executor": p.get("executor"),
+        "metric": metric,
+        "best": max(values) if values else None,
+        "trials": values,
+        "best_params": {k[5:]: v for k, v in p.items() if k.startswith("best.")},
+        "sampler": "Optuna TPE",
+        "seed": parent.get("seed"),
+        "inherited_from": source,
+    }
+
+
+def _training(
+    store: Any, run: dict[str, Any] | None, chain: list[dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
+    """The training facts of a version: its run's, and for a mitigated version (``chain``, see
+    :func:`mitigated_from`) the facts its mitigation took over from the version it started from
+    (model kind and parameters, split, seed, search), each named in ``inherited``."""
     if run is None:
         return None
+    chain = chain or []
     params = dict(run.get("params") or {})
-    search = None
-    tags = run.get("tags") or {}
-    parent_id = tags.get("search_run")
-    inherited = None
-    if parent_id is None and tags.get("parent"):  # a mitigated version: its parent's search
-        inherited = _parent_run(store, tags["parent"])
-        parent_id = ((inherited or {}).get("tags") or {}).get("search_run")
-    parent = _run(store, parent_id) if parent_id else None
-    if parent is not None:
-        p = parent.get("params") or {}
-        history = parent.get("metric_history") or {}
-        metric = next((k for k in history if k.startswith("val_")), None)
-        values = [v for _, v in history.get(metric, [])] if metric else []
-        search = {
-            "run_id": parent["id"],
-            "n_trials": p.get("n_trials"),
-            "executor": p.get("executor"),
-            "metric": metric,
-            "best": max(values) if values else None,
-            "trials": values,
-            "best_params": {k[5:]: v for k, v in p.items() if k.startswith("best.")},
-            "sampler": "Optuna TPE",
-            "seed": parent.get("seed"),
-        }
-        if inherited is not None:
-            search["inherited_from"] = tags["parent"]
+    seed = run.get("seed")
+    inherited: dict[str, str] = {}
+    base = chain[-1]["ref"] if chain else None
+    if base is not None:
+        base_run = _parent_run(store, base)
+        seed = (base_run or {}).get("seed", params.get("seed"))
+        for fact in ("seed", "model", "model_params", "split", "feature_spec"):
+            inherited[fact] = base
+    search = _search(store, run, chain)
+    if search is not None and search["inherited_from"]:
+        inherited["search"] = search["inherited_from"]
     return {
         "run_id": run["id"],
         "experiment": run.get("experiment"),
         "model": params.get("model"),
         "task": params.get("task"),
-        "seed": run.get("seed"),
+        "seed": seed,
         "split": params.get("split"),
         "test_size": params.get("test_size"),
         "n_train": params.get("n_train"),
@@ -264,6 +323,9 @@ def _training(store: Any, run: dict[str, Any] | None) -> dict[str, Any] | None:
         "created_by": run.get("created_by"),
         "env": run.get("env") or {},
         "search": search,
+        "mitigated_from": chain,
+        "mitigation_seed": params.get("mitigation.seed") if chain else None,
+        "inherited": inherited,
     }
 
 

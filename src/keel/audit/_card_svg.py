@@ -9,13 +9,15 @@ from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
 
-__all__ = ["bars", "interval_bars", "reliability"]
+__all__ = ["bars", "interval_bars", "reliability", "xy"]
 
 _W = 560
 _LABEL_W = 190
 _ROW_H = 22
 _PAD = 24
 _COLORS = {"bar": "#3a6ea5", "ref": "#b03a2e", "whisker": "#1b1b1b", "grid": "#d9d9d9"}
+#: Colours of the series of an x–y chart, in order (colour-blind safe: Okabe–Ito).
+_SERIES = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000")
 
 
 def _n(x: float) -> str:
@@ -212,3 +214,129 @@ def reliability(points: Sequence[dict[str, Any]], label: str) -> str:
         f'<text x="{_n(x1 + 8)}" y="{_n(y0 + 10)}" font-size="11">observed positive rate</text>'
     )
     return _svg(y1 + 36, body, label)
+
+
+def _ticks(lo: float, hi: float, log: bool) -> list[float]:
+    """Round tick values inside ``[lo, hi]``: 1, 2 and 5 times powers of ten."""
+    if log:
+        a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        ticks = [10.0**k for k in range(a, b + 1) if lo <= 10.0**k <= hi]
+        if len(ticks) < 3:
+            ticks = sorted(
+                m * 10.0**k for k in range(a, b + 1) for m in (1, 2, 5) if lo <= m * 10.0**k <= hi
+            )
+        return ticks or [lo, hi]
+    raw = (hi - lo) / 5
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * 0.8)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def xy(
+    series: Sequence[dict[str, Any]],
+    label: str,
+    x_label: str,
+    y_label: str,
+    *,
+    x_log: bool = False,
+    y_range: tuple[float, float] | None = (0.0, 1.0),
+) -> str:
+    """Points (and lines between them) on two numeric axes: one ``series`` is ``{"name",
+    "points": [{"x", "y", "tip", "mark"?}], "line": bool}``. A point with ``mark`` (such as
+    "base" or "this version") is drawn as a square and named in its tooltip. Each point is an
+    element with ``data-series``, ``data-x`` and ``data-y``; points off a log axis (x ≤ 0) or
+    not finite are left out."""
+    kept = []
+    for s in series:
+        pts = [
+            p
+            for p in s.get("points") or []
+            if _finite(p.get("x")) and _finite(p.get("y")) and (not x_log or p["x"] > 0)
+        ]
+        if pts:
+            kept.append({**s, "points": pts})
+    if not kept:
+        return ""
+    xs = [p["x"] for s in kept for p in s["points"]]
+    ys = [p["y"] for s in kept for p in s["points"]]
+    if x_log:
+        xlo, xhi = min(xs) / 1.5, max(xs) * 1.5
+    else:
+        pad = (max(xs) - min(xs)) * 0.08 or max(abs(max(xs)) * 0.1, 0.05)
+        xlo = 0.0 if min(xs) >= 0 else min(xs) - pad
+        xhi = max(xs) + pad
+    if y_range is None:
+        pad = (max(ys) - min(ys)) * 0.15 or 0.02
+        ylo, yhi = min(ys) - pad, max(ys) + pad
+    else:
+        ylo, yhi = y_range
+    if yhi <= ylo:
+        ylo, yhi = ylo - 0.5, yhi + 0.5
+    legend_h = 16.0 * len(kept)
+    x0, x1, y0 = 56.0, _W - _PAD, 30.0 + legend_h
+    y1 = y0 + 220.0
+
+    def sx(v: float) -> float:
+        if x_log:
+            t = (math.log10(v) - math.log10(xlo)) / (math.log10(xhi) - math.log10(xlo))
+        else:
+            t = (v - xlo) / (xhi - xlo)
+        return x0 + (x1 - x0) * min(max(t, 0.0), 1.0)
+
+    def sy(v: float) -> float:
+        return y1 - (y1 - y0) * min(max((v - ylo) / (yhi - ylo), 0.0), 1.0)
+
+    body: list[str] = []
+    for t in _ticks(xlo, xhi, x_log):
+        body.append(
+            f'<line x1="{_n(sx(t))}" y1="{_n(y0)}" x2="{_n(sx(t))}" y2="{_n(y1)}" '
+            f'stroke="{_COLORS["grid"]}"/>'
+            f'<text x="{_n(sx(t))}" y="{_n(y1 + 14)}" font-size="10" text-anchor="middle">'
+            f"{t:.3g}</text>"
+        )
+    for t in _ticks(ylo, yhi, False):
+        body.append(
+            f'<line x1="{_n(x0)}" y1="{_n(sy(t))}" x2="{_n(x1)}" y2="{_n(sy(t))}" '
+            f'stroke="{_COLORS["grid"]}"/>'
+            f'<text x="{_n(x0 - 4)}" y="{_n(sy(t) + 3)}" font-size="10" text-anchor="end">'
+            f"{t:.3g}</text>"
+        )
+    for i, s in enumerate(kept):
+        color = _SERIES[i % len(_SERIES)]
+        ly = 10.0 + 16.0 * i
+        name = _label(s["name"], 80)
+        body.append(
+            f'<rect x="{_n(x0)}" y="{_n(ly - 8)}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{_n(x0 + 14)}" y="{_n(ly + 1)}" font-size="11">{name}</text>'
+        )
+        pts = sorted(s["points"], key=lambda p: p["x"]) if s.get("line") else s["points"]
+        if s.get("line") and len(pts) > 1:
+            path = " ".join(
+                f"{'M' if j == 0 else 'L'}{_n(sx(p['x']))},{_n(sy(p['y']))}"
+                for j, p in enumerate(pts)
+            )
+            body.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for p in pts:
+            cx, cy = sx(p["x"]), sy(p["y"])
+            tip = escape(str(p.get("tip") or f"{_v(p['x'])}, {_v(p['y'])}"))
+            data = f'data-series="{escape(s["name"])}" data-x="{p["x"]!r}" data-y="{p["y"]!r}"' + (
+                f' data-mark="{escape(p["mark"])}"' if p.get("mark") else ""
+            )
+            if p.get("mark"):
+                body.append(
+                    f'<rect x="{_n(cx - 5.5)}" y="{_n(cy - 5.5)}" width="11" height="11" '
+                    f'fill="{color}" stroke="{_COLORS["whisker"]}" stroke-width="1.5" {data}>'
+                    f"<title>{tip}</title></rect>"
+                )
+            else:
+                body.append(
+                    f'<circle cx="{_n(cx)}" cy="{_n(cy)}" r="4" fill="{color}" {data}>'
+                    f"<title>{tip}</title></circle>"
+                )
+    body.append(
+        f'<text x="{_n((x0 + x1) / 2)}" y="{_n(y1 + 30)}" font-size="11" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+        f'<text x="{_n(x0 - 40)}" y="{_n(y0 - 10)}" font-size="11">{escape(y_label)} ↑</text>'
+    )
+    return _svg(y1 + 38, body, label)

@@ -14,16 +14,24 @@ What the card holds, section by section:
 - **Data**: every dataset in the lineage by content hash, its source and its profile, and
   the declared sensitive features with their groups' shares.
 - **Training**: the run's model kind, parameters, seed, split, feature spec hash, and the
-  hyper-parameter search that chose them, if any.
+  hyper-parameter search that chose them, if any. A version made by mitigation follows its
+  lineage (``mitigated_from``) to the version it started from and says which facts
+  (search, seed, parameters, split) are inherited from it.
 - **Evaluation**: hold-out metrics with bootstrap intervals, calibration with its
   reliability curve, the worst slices.
 - **Fairness**, **Explanations**, **Robustness**, **Privacy**, **Mitigation**: the
-  evidence's sections; one the evidence lacks is shown as missing.
+  evidence's sections; one the evidence lacks is shown as missing. Pictures, each with a
+  caption naming what it plots and from which evidence: attack success against budget,
+  membership-inference advantage (and accuracy against ε over a DP model's versions), the
+  fairness–accuracy trade-off of each mitigation of one base version.
 - **Gates and overrides**: the policy's rules checked on this evidence, every gate
   override recorded for the version, every alias move to or from it.
 - **Lifecycle**, **Monitoring plan**, **Conformity**, **Reproducibility**.
 - **Compliance**: each point of the EU AI Act's Annex IV and each relevant NIST AI RMF
-  MEASURE subcategory, the sections that evidence it, and present / partial / missing.
+  MEASURE subcategory, the sections that evidence it, what backs each item (a stored record,
+  or the project's declaration or plan in ``keel.yaml``), and present / partial / missing. A
+  plan alone (a monitoring plan with no prediction log, monitoring pass or alert check for
+  the version) makes a point partial, never present.
 
 The project's statements sit in ``keel.yaml`` under ``card:`` (or, key by key, ``audit:``);
 each is optional, text or a list of texts, and one not given is printed "not stated"::
