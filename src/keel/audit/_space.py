@@ -17,7 +17,7 @@ import pandas as pd
 
 from keel.errors import InvalidInput
 
-__all__ = ["EncodedSpace", "art"]
+__all__ = ["EncodedSpace", "art", "model_parts", "proba_encoded"]
 
 
 def art() -> Any:
@@ -31,7 +31,7 @@ def art() -> Any:
     return art_pkg
 
 
-def _parts(model: Any) -> tuple[Any, Any, str]:
+def model_parts(model: Any) -> tuple[Any, Any, str]:
     """(fitted feature transform, estimator or booster, kind) of a keel model adapter."""
     flavor = getattr(model, "flavor", None)
     if flavor == "lightgbm":
@@ -47,12 +47,24 @@ def _parts(model: Any) -> tuple[Any, Any, str]:
     )
 
 
-def _column_transformer(transformer: Any) -> Any:
+def column_transformer(transformer: Any) -> Any:
     from sklearn.pipeline import Pipeline
 
     while isinstance(transformer, Pipeline):
         transformer = transformer[-1]
     return transformer
+
+
+def proba_encoded(estimator: Any, kind: str, Z: np.ndarray) -> np.ndarray:
+    """Class probabilities of a model's estimator (``_parts``) on encoded features ``Z``."""
+    if kind == "booster":
+        raw = np.asarray(estimator.predict(Z, num_threads=1))
+        return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
+    if kind == "torch":  # the network on encoded rows, softmax of its logits
+        z = estimator.forward(np.asarray(Z, dtype=np.float32))
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return np.asarray(estimator.predict_proba(Z), dtype=np.float64)
 
 
 class EncodedSpace:
@@ -65,7 +77,7 @@ class EncodedSpace:
                 f"model: expected a classifier, got a {getattr(model, 'task', None)} model"
             )
         self.model = model
-        self.transformer, self.estimator, self._kind = _parts(model)
+        self.transformer, self.estimator, self._kind = model_parts(model)
         self.classes = list(model.classes_)
         Z = self.encode_raw(X_train)
         self.lo = np.nanmin(Z, axis=0)
@@ -93,14 +105,7 @@ class EncodedSpace:
         return self.lo + np.asarray(U, dtype=np.float64) * self.span
 
     def proba_encoded(self, Z: np.ndarray) -> np.ndarray:
-        if self._kind == "booster":
-            raw = np.asarray(self.estimator.predict(Z, num_threads=1))
-            return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
-        if self._kind == "torch":  # the network on encoded rows, softmax of its logits
-            z = self.estimator.forward(np.asarray(Z, dtype=np.float32))
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
-        return np.asarray(self.estimator.predict_proba(Z), dtype=np.float64)
+        return proba_encoded(self.estimator, self._kind, Z)
 
     def proba(self, U: np.ndarray) -> np.ndarray:
         U = np.asarray(U)
@@ -126,7 +131,7 @@ class EncodedSpace:
         from keel.features import feature_origins
 
         try:
-            origins = feature_origins(_column_transformer(self.transformer))
+            origins = feature_origins(column_transformer(self.transformer))
         except (InvalidInput, AttributeError, ValueError):
             return [], np.zeros(self.n_features, dtype=bool)
         types = {c["name"]: c.get("type") for c in self.model.input_schema}

@@ -12,6 +12,8 @@ in the project's ``keel.yaml``::
         - fairness.sex.demographic_parity_difference <= 0.05
       gated_aliases: [production]      # the default
       allow_empty: false               # the default: a policy with no rules is an error
+      robustness:
+        frozen: [age, race, sex]       # features robustness attacks never change
 
 A policy with no rules checks nothing, so it does not pass: :func:`gate` returns a result
 that says it is empty and has not passed, and ``keel gate`` exits 1. Write
@@ -105,6 +107,28 @@ class Rule:
         return f"{self.path} {self.op} {self.value:g}"
 
 
+def _check_robustness(rob: Any) -> None:
+    """``audit.robustness``: ``{frozen: [feature, ...]}``, the features attacks never change
+    (immutable ones such as age or race); the audit refuses names the model does not read."""
+    if rob is None:
+        return
+    if not isinstance(rob, Mapping):
+        raise InvalidInput(
+            f"keel.yaml: audit.robustness: expected a mapping like {{frozen: [age, race]}}, "
+            f"got {rob!r}"
+        )
+    unknown = sorted(set(map(str, rob)) - {"frozen"})
+    if unknown:
+        raise InvalidInput(
+            f"keel.yaml: audit.robustness.{unknown[0]}: unknown key; expected frozen"
+        )
+    frozen = rob.get("frozen", [])
+    if not isinstance(frozen, list) or not all(isinstance(f, str) and f for f in frozen):
+        raise InvalidInput(
+            f"keel.yaml: audit.robustness.frozen: expected a list of feature names, got {frozen!r}"
+        )
+
+
 @dataclass(frozen=True)
 class Policy:
     """The rules a version must pass, and the aliases they guard. ``allow_empty``: a policy
@@ -124,7 +148,14 @@ class Policy:
             raise InvalidInput(f"keel.yaml: audit: expected a mapping, got {audit!r}")
         from keel.audit._card_sections import STATEMENT_KEYS
 
-        known = ["sensitive", "policy", "gated_aliases", "allow_empty", *STATEMENT_KEYS]
+        known = [
+            "sensitive",
+            "policy",
+            "gated_aliases",
+            "allow_empty",
+            "robustness",
+            *STATEMENT_KEYS,
+        ]
         unknown = sorted(set(map(str, audit)) - set(known))
         if unknown:
             near = difflib.get_close_matches(unknown[0], known, n=1)
@@ -148,6 +179,7 @@ class Policy:
             raise InvalidInput(
                 f"keel.yaml: audit.allow_empty: expected true or false, got {allow_empty!r}"
             )
+        _check_robustness(audit.get("robustness"))
         parsed = tuple(Rule.parse(r, f"keel.yaml: audit.policy[{i}]") for i, r in enumerate(rules))
         declared = "policy" in audit or "gated_aliases" in audit
         return cls(parsed, tuple(gated), allow_empty, declared)
