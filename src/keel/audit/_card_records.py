@@ -8,6 +8,7 @@ says what is meant to happen; only these say that it did (see :mod:`._card_compl
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,11 @@ def monitoring_records(store: Any, mv: Any) -> dict[str, Any]:
                     "at": e["at"],
                     "window": window,
                     "served": payload.get("served"),
-                    "values": payload.get("values") or {},
+                    "values": {  # a JSON-safe card: finite numbers and texts only
+                        k: x
+                        for k, x in (payload.get("values") or {}).items()
+                        if not (isinstance(x, float) and not math.isfinite(x))
+                    },
                 }
             )
     keys = {window_key(mv.name, p["window"]) for p in passes}
@@ -195,8 +200,6 @@ def dp_siblings(store: Any, mv: Any, privacy: Any) -> list[dict[str, Any]]:
     trained from the same datasets, whose latest evidence records a finite ε
     (``privacy.dp.epsilon``), with that evidence's hold-out accuracy (and interval) and
     membership-inference advantage. Empty for a version that is not DP."""
-    import math
-
     from keel import registry
     from keel.audit._evidence import get_evidence
     from keel.train import get_run
