@@ -238,6 +238,8 @@ def test_counterfactual_summary_counts_what_was_found(gbm, data):
         {"budget": 2, "success_rate": s["flip_rate"]["2"]},
     ]
     assert s["success_rate"] == s["flip_rate"]["2"]
+    assert s["searched_rows"] == {"1": 12, "2": sum(k != 1 for k in ks)}
+    assert s["searched_exhaustively"]["1"] == 12  # every single change is tried
     assert sum(s["features_changed"].values()) == sum(
         len(f["changes"]) for f in found if f["features"]
     )

@@ -185,8 +185,10 @@ def summarise(
 
     curve = [{"budget": k, "success_rate": rate(k)} for k in range(1, max_features + 1)]
     counts = Counter(c for f in found if f["features"] is not None for c in f["changes"])
+    levels = range(max_features)
+    searched = [sum(1 for f in found if len(f["exhaustive"]) > k) for k in levels]
     exhaustive = [
-        sum(1 for f in found if len(f["exhaustive"]) > k and f["exhaustive"][k]) for k in range(3)
+        sum(1 for f in found if len(f["exhaustive"]) > k and f["exhaustive"][k]) for k in levels
     ]
     return {
         "success_rate": rate(max_features),
@@ -203,7 +205,9 @@ def summarise(
             else None
         ),
         "features_changed": dict(counts.most_common()),
-        "searched_exhaustively": {str(k + 1): exhaustive[k] for k in range(min(3, max_features))},
+        # rows searched at each number of features, and how many of them exhaustively
+        "searched_rows": {str(k + 1): searched[k] for k in levels},
+        "searched_exhaustively": {str(k + 1): exhaustive[k] for k in levels},
         "examples": [
             {"features": f["features"], "distance": f["distance"], "changes": f["changes"]}
             for f in found

@@ -1,4 +1,5 @@
-"""A keel model seen as a function of its encoded features: what attacks work on.
+"""A keel model seen as a function of its encoded features (the tensor attacks' helpers
+read it; the robustness evidence attacks valid rows, :mod:`keel.audit._valid_rows`).
 
 The attack space is the feature pipeline's output (one column per encoded feature), min-max
 scaled to ``[0, 1]`` on the training rows, so budgets (``eps``) are fractions of each
