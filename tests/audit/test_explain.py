@@ -569,3 +569,203 @@ def test_random_forest_mode_lightgbm_adds_up(adult):
     a = Explainer(model).fit().attributions(X)
     raw = margin(model, X)
     np.testing.assert_allclose(a.values.sum(1) + a.expected_value, raw, rtol=0, atol=TOL)
+
+
+# ------------------------------------------------------------------ mitigated versions
+POS = ">50K"
+
+
+def _rule(groups: dict) -> dict:
+    return {
+        "sensitive": ["sex"],
+        "positive_class": POS,
+        "method": "threshold",
+        "constraint": "demographic_parity",
+        "groups": groups,
+    }
+
+
+def _split(op: str, t1: float, t2: float, p0: float) -> dict:
+    return {"p0": p0, "operation0": [op, t1], "p1": 1.0 - p0, "operation1": [op, t2]}
+
+
+@pytest.fixture(scope="module")
+def thresholded(models):
+    from keel.models import ThresholdedModel
+
+    base = models["lightgbm"]
+    rule = _rule({"Female": _split(">", 0.3, 0.4, 0.25), "Male": _split(">", 0.6, 0.7, 1.0)})
+    return ThresholdedModel(base, rule, base.input_schema, seed=3)
+
+
+def _encoded_member_data(models, adult):
+    train, _ = adult
+    base = models["lightgbm"]
+    Z = np.asarray(base.transformer.transform(inputs(train)), dtype=np.float64)
+    return base, Z, (train[TARGET] == POS).to_numpy().astype(int)
+
+
+@pytest.fixture(scope="module")
+def ensemble(models, adult):
+    """An ExponentiatedGradient-shaped ensemble: two LightGBM members of different shapes
+    and one of fairlearn's constant predictors."""
+    import lightgbm as lgb
+    from sklearn.dummy import DummyClassifier
+
+    from keel.models import EnsembleModel
+
+    base, Z, y = _encoded_member_data(models, adult)
+    members = [
+        lgb.LGBMClassifier(n_estimators=n, num_leaves=leaves, verbose=-1, random_state=0)
+        .fit(Z, y)
+        .booster_
+        for n, leaves in ((30, 15), (12, 7))
+    ]
+    constant = DummyClassifier(strategy="constant", constant=1).fit(Z, y)
+    schema, classes = base.input_schema, base.classes_
+    model = EnsembleModel(base.transformer, [*members, constant], [0.5, 0.3, 0.2], schema, classes)
+    return model, members
+
+
+def test_a_threshold_version_explains_its_base_models_score(thresholded, models, adult):
+    _, test = adult
+    X = inputs(test)
+    base = models["lightgbm"]
+    ex = Explainer(thresholded).fit()
+    a = ex.attributions(X)
+    assert a.method == "tree" and a.space == "log_odds"
+    # what is explained: the base model's log-odds (the score the thresholds act on) ...
+    np.testing.assert_allclose(a.output, margin(base, X), rtol=0, atol=TOL)
+    np.testing.assert_allclose(a.values.sum(1) + a.expected_value, a.output, rtol=0, atol=TOL)
+    ref = Explainer(base).fit().attributions(X)
+    np.testing.assert_allclose(a.values, ref.values, rtol=0, atol=1e-12)
+    # ... and it says so, naming the post-processing it does not attribute
+    assert "base model's score" in a.explains and "per group of sex" in a.explains
+    one = ex.explain_one(as_record(test, 4))
+    assert one["explains"] == a.explains
+    assert one["output"] == pytest.approx(a.output[4], abs=1e-12)
+    assert "explains" not in Explainer(base).fit().explain_one(as_record(test, 4))
+
+
+def test_a_sensitive_column_only_the_thresholds_read_gets_nothing(models, adult):
+    from keel.models import ThresholdedModel
+
+    train, test = adult
+    cols = ["age", "education-num", "hours-per-week", "occupation", TARGET]
+    base = fit(train[cols], "lightgbm", {"n_estimators": 20})
+    schema = [*base.input_schema, {"name": "sex", "type": "string"}]
+    rule = _rule({"Female": _split(">", 0.2, 0.2, 1.0), "Male": _split(">", 0.5, 0.5, 1.0)})
+    model = ThresholdedModel(base, rule, schema)
+    X = inputs(test)[[c["name"] for c in schema]]
+    a = Explainer(model).fit().attributions(X)
+    assert a.features[-1] == "sex" and np.all(a.values[:, -1] == 0.0)
+    np.testing.assert_allclose(a.output, margin(base, X[cols[:-1]]), rtol=0, atol=TOL)
+    row = as_record(test[[*cols, "sex"]], 1)
+    assert Explainer(model).fit().explain_one(row)["contributions"]["sex"] == 0.0
+
+
+def test_an_expgrad_version_explains_its_members_weighted_mean_score(ensemble, models, adult):
+    """The weighted sum of each member's TreeSHAP values is exactly the SHAP decomposition
+    of the weighted mean of their log-odds (Shapley values are linear in the game)."""
+    model, members = ensemble
+    _, test = adult
+    X = inputs(test)
+    Z = np.asarray(model.transformer.transform(X), dtype=np.float64)
+    w = np.asarray([0.5, 0.3]) / 0.8  # the constant member (weight 0.2) is left out
+    score = sum(wk * m.predict(Z, raw_score=True) for wk, m in zip(w, members, strict=True))
+    ex = Explainer(model).fit()
+    a = ex.attributions(X, expanded=True)
+    assert a.method == "tree" and a.space == "log_odds"
+    np.testing.assert_allclose(a.output, score, rtol=0, atol=TOL)
+    np.testing.assert_allclose(a.values.sum(1) + a.expected_value, score, rtol=0, atol=TOL)
+    per_member = [m.predict(Z, pred_contrib=True)[:, :-1] for m in members]  # LightGBM's own
+    ref = sum(wk * v for wk, v in zip(w, per_member, strict=True))
+    np.testing.assert_allclose(a.expanded, ref, rtol=0, atol=1e-9)
+    assert "weighted mean log-odds" in a.explains and "weight 0.200" in a.explains
+    one = ex.explain_one(as_record(test, 7))
+    np.testing.assert_allclose(list(one["contributions"].values()), a.values[7], atol=1e-12)
+
+
+def test_a_mitigated_model_without_trees_explains_its_decision_probability(models, adult):
+    from keel.models import ThresholdedModel
+
+    train, test = adult
+    base = models["hist_gradient_boosting"]
+    rule = _rule({"Female": _split(">", 0.3, 0.4, 0.5), "Male": _split(">", 0.5, 0.5, 1.0)})
+    model = ThresholdedModel(base, rule, base.input_schema, seed=1)
+    X = inputs(test).iloc[:5]
+    a = Explainer(model, n_background=10, n_permutations=2).fit(train).attributions(X)
+    assert a.space == "decision_probability" and a.method == "permutation"
+    np.testing.assert_allclose(a.output, model.decision_probability(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a.values.sum(1) + a.expected_value, a.output, rtol=0, atol=TOL)
+
+
+def _recorder():
+    seen: list[tuple[str, float]] = []
+    return seen, lambda step, fraction: seen.append((step, fraction))
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "hist_gradient_boosting"])
+def test_progress_advances_through_the_explanations(models, adult, kind):
+    train, test = adult
+    seen, progress = _recorder()
+    explanation_evidence(
+        models[kind],
+        inputs(test).iloc[:120],
+        test[TARGET].iloc[:120].to_numpy(),
+        background=inputs(train),
+        n_rows=120,
+        n_pdp=2,
+        n_repeats=2,
+        progress=progress,
+    )
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0.0 <= fractions[0]
+    steps = " | ".join(s for s, _ in seen)
+    for needle in ("SHAP values", "permutation importance", "partial dependence", "surrogate"):
+        assert needle in steps
+    n_features = len(models[kind].input_schema)
+    scorings = [s for s, _ in seen if s.startswith("permutation importance")]
+    assert len(scorings) == 1 + 2 * n_features  # the baseline, then each feature twice
+    shap_steps = {s for s, _ in seen if s.startswith("SHAP values")}
+    assert len(shap_steps) >= (4 if kind == "hist_gradient_boosting" else 1)  # 50-row chunks
+
+
+def test_chunked_sampling_estimates_equal_one_call(models, adult):
+    """Progress in chunks changes nothing: the estimate is the same as in one call."""
+    from keel.audit._explain_global import _attributions
+
+    train, test = adult
+    ex = Explainer(models["hist_gradient_boosting"], n_background=10, n_permutations=4)
+    ex.fit(train)
+    X = inputs(test).iloc[:130].reset_index(drop=True)
+    whole = ex.attributions(X)
+    chunked = _attributions(ex, X, lambda f, what: None)
+    np.testing.assert_allclose(chunked.values, whole.values, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(chunked.output, whole.output, rtol=0, atol=1e-12)
+
+
+def test_an_audit_reports_progress_within_the_explanations(tmp_path):
+    from keel.audit import audit
+    from tests.serve._support import adult_store, train_lgb
+
+    store, _ = adult_store(tmp_path, rows=800)
+    try:
+        mv = train_lgb(store, "adult", alias=None)
+        seen: list[tuple[str | None, float, int]] = []
+        audit(
+            store,
+            mv.ref,
+            sections=["performance", "explanations"],
+            n_boot=10,
+            sample=100,
+            save=False,
+            progress=lambda step, done, total: seen.append((step, done, total)),
+        )
+    finally:
+        store.close()
+    inside = [(s, d) for s, d, _ in seen if s and s.startswith("explanations: ")]
+    assert len(inside) > 10
+    done = [d for _, d in inside]
+    assert done == sorted(done) and 1.0 <= done[0] < done[-1] <= 2.0
+    assert seen[-1] == (None, 2, 2)

@@ -48,3 +48,57 @@ def test_no_explanations_unless_asked_and_bad_flags(served):
     )
     err = assert_clean_error(data, "invalid_input")
     assert status == 422 and "explain" in err["message"] and "'yes'" in err["message"]
+
+
+@pytest.fixture(scope="module")
+def served_threshold(tmp_path_factory):
+    """A ThresholdOptimizer version (per-group thresholds over a LightGBM), exported and
+    served."""
+    from keel import registry
+    from keel.audit.mitigate import threshold_optimizer
+    from keel.export import export
+
+    root = tmp_path_factory.mktemp("explain-threshold")
+    store, df = adult_store(root)
+    parent = train_lgb(store, "adult", alias=None)
+    mv = threshold_optimizer(store, parent.ref, "sex").version
+    registry.set_alias(store, mv.ref, "production")
+    export(store, mv.ref)
+    with start(store, ["adult"]) as server:
+        yield server, store, mv, df
+    store.close()
+
+
+def test_a_threshold_version_serves_the_in_process_explanation_of_its_base_score(
+    served_threshold,
+):
+    from keel import registry
+    from keel.audit import Explainer
+
+    server, store, mv, df = served_threshold
+    rows = records(df, 6)
+    status, body = call_json(
+        server.url, "POST", "/models/adult/predict", {"rows": rows, "explain": True}
+    )
+    assert status == 200, body
+    model = registry.load(store, mv.ref)
+    explainer = Explainer(model).fit()
+    base = model.base
+    cols = [c["name"] for c in base.input_schema]
+    import pandas as pd
+
+    for row, ex in zip(rows, body["explanations"], strict=True):
+        mine = explainer.explain_one(row)
+        assert ex["method"] == mine["method"] == "tree"
+        assert ex["explains"] == mine["explains"] and "per group of sex" in ex["explains"]
+        assert ex["output"] == pytest.approx(mine["output"], abs=1e-9)
+        assert ex["expected_value"] == pytest.approx(mine["expected_value"], abs=1e-12)
+        for k, v in mine["contributions"].items():
+            assert ex["contributions"][k] == pytest.approx(v, abs=1e-9)
+        # additivity against the score explained: the base model's log-odds
+        p = float(base.predict_proba(pd.DataFrame([row])[cols])[0, 1])
+        assert ex["output"] == pytest.approx(math.log(p / (1 - p)), abs=1e-6)
+        total = ex["expected_value"] + sum(ex["contributions"].values())
+        assert total == pytest.approx(ex["output"], abs=1e-6)
+    # the decisions are the mitigated version's, explained or not
+    assert all(p["label"] in (">50K", "<=50K") for p in body["predictions"])

@@ -93,6 +93,8 @@ class AuditContext:
     sample: int = 2000
     settings: dict[str, Any] = field(default_factory=dict)
     store: Any = None  # where the version's run is (what training recorded: DP-SGD's ε)
+    #: ``report(step, fraction)``: a section's progress within itself (see :func:`audit`)
+    report: Callable[[str, float], None] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -211,6 +213,7 @@ def _explanations(ctx: AuditContext) -> dict[str, Any]:
         background=ctx.X_train,
         seed=ctx.seed,
         n_rows=min(ctx.sample, 500),
+        progress=ctx.report,
     )
 
 
@@ -290,7 +293,11 @@ def audit(
     are listed under ``skipped`` with the reason; named ones must apply). ``sensitive``: the
     sensitive columns (default: ``audit.sensitive`` of the project's ``keel.yaml``). ``seed``,
     ``n_boot`` (bootstrap replicates) and ``sample`` (rows for the costly sections) are
-    recorded in the document. ``progress``: a callable ``(section, done, total)``."""
+    recorded in the document. ``progress``: a callable ``(step, done, total)``, told as each
+    section starts (``step`` its name, ``done`` the sections finished) and, within a long
+    section, as it goes (``step`` as ``"explanations: permutation importance (12/71
+    scorings)"``, ``done`` a fraction between the two whole numbers); ``(None, total,
+    total)`` at the end."""
     from keel import registry
     from keel.export import prepared_of
 
@@ -363,6 +370,7 @@ def audit(
     for i, name in enumerate(chosen):
         if progress is not None:
             progress(name, i, len(chosen))
+            ctx.report = _within(progress, name, i, len(chosen))
         t0 = time.perf_counter()
         try:
             doc[name] = SECTIONS[name](ctx)
@@ -382,6 +390,17 @@ def audit(
     if not save:
         return Evidence(None, mv.ref, None, _plain(doc))
     return save_evidence(store, mv.ref, doc)
+
+
+def _within(
+    progress: Callable[[str | None, float, int], None], section: str, i: int, total: int
+) -> Callable[[str, float], None]:
+    """A section's ``report(step, fraction)`` as the audit's ``progress`` sees it."""
+
+    def report(step: str, fraction: float) -> None:
+        progress(f"{section}: {step}", i + min(max(float(fraction), 0.0), 1.0), total)
+
+    return report
 
 
 def save_evidence(store: Store, ref: str, doc: dict[str, Any]) -> Evidence:

@@ -8,6 +8,7 @@ seeded, and return plain JSON.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 SCORINGS = ("roc_auc", "accuracy", "r2", "neg_rmse")
+#: ``progress(step, fraction)``: what is being done and how far along (0 to 1) it is
+Progress = Callable[[str, float], None]
 
 
 def shap_importance(attributions: Attributions) -> dict[str, float]:
@@ -98,12 +101,14 @@ def permutation_importance(
     seed: int = 0,
     max_rows: int = 2000,
     target_class: Any = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Drop in score when one raw feature's values are shuffled (scikit-learn's
     ``permutation_importance`` through the whole model), per feature, largest first.
 
     ``scoring``: ``roc_auc`` (default for two classes, on ``target_class``), ``accuracy``
-    (default for more), ``r2`` (default for regression) or ``neg_rmse``."""
+    (default for more), ``r2`` (default for regression) or ``neg_rmse``. ``progress`` is
+    told after each scoring of the shuffled rows (one per feature and repeat)."""
     from sklearn.inspection import permutation_importance as sk_permutation_importance
 
     frame = to_frame(X, model.input_schema)
@@ -126,11 +131,21 @@ def permutation_importance(
         idx = np.sort(np.random.default_rng(seed).choice(len(frame), max_rows, replace=False))
         frame, y = frame.iloc[idx].reset_index(drop=True), y[idx]
     score = _scorer(model, scoring, k)
+    calls = [0]
+    total = 1 + n_repeats * frame.shape[1]  # the baseline, then each feature's repeats
+
+    def counted(est: _Frozen, X: pd.DataFrame, y_: np.ndarray) -> float:
+        out = score(est, X, y_)
+        calls[0] += 1
+        if progress is not None:
+            progress(f"permutation importance ({calls[0]}/{total} scorings)", calls[0] / total)
+        return out
+
     result = sk_permutation_importance(
         _Frozen(model),
         frame,
         y,
-        scoring=score,
+        scoring=counted,
         n_repeats=n_repeats,
         random_state=seed,
         n_jobs=1,
@@ -325,20 +340,28 @@ def explanation_evidence(
     n_pdp: int = 5,
     surrogate_depth: int = 3,
     n_repeats: int = 5,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The explanations section of an audit: global importance, a few local explanations,
     PDP/ICE for the most important features, a surrogate tree; with seeds, sample sizes,
-    timings and library versions, so it can be repeated."""
+    timings and library versions, so it can be repeated. ``progress(step, fraction)`` is
+    told how far along it is as it goes (SHAP values in chunks of rows where they are
+    estimated by sampling, each scoring of the permutation importance, each PDP curve).
+
+    For a fairness-mitigated version the SHAP values explain the score its decision is made
+    from, and ``explains`` says which (see ``keel.audit._explain_scored``); the permutation
+    importance, PDP and surrogate tree are of the version's own decisions."""
     from importlib import metadata
 
     from keel.audit.explain import Explainer
 
     frame = to_frame(X, model.input_schema)
     rows = _seeded_rows(frame, n_rows, seed)
+    tell = _stages(progress, {"shap": 0.35, "permutation": 0.4, "pdp": 0.15, "surrogate": 0.1})
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     explainer = Explainer(model, seed=seed).fit(frame if background is None else background)
-    attributions = explainer.attributions(rows)
+    attributions = _attributions(explainer, rows, lambda f, what: tell("shap", f, what))
     timings["shap_s"] = time.perf_counter() - t0
     importance = shap_importance(attributions)
     out: dict[str, Any] = {
@@ -349,18 +372,31 @@ def explanation_evidence(
         "global": {"mean_abs_shap": importance},
         "local": attributions.rows()[:n_local],
     }
+    if attributions.explains is not None:
+        out["explains"] = attributions.explains
     if y is not None:
         t0 = time.perf_counter()
         out["global"]["permutation"] = permutation_importance(
-            model, frame, y, n_repeats=n_repeats, seed=seed
+            model,
+            frame,
+            y,
+            n_repeats=n_repeats,
+            seed=seed,
+            progress=lambda what, f: tell("permutation", f, what),
         )
         timings["permutation_importance_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    out["pdp"] = [partial_dependence(model, rows, f, seed=seed) for f in list(importance)[:n_pdp]]
+    features = list(importance)[:n_pdp]
+    out["pdp"] = []
+    for i, f in enumerate(features):
+        tell("pdp", i / len(features), f"partial dependence of {f!r}")
+        out["pdp"].append(partial_dependence(model, rows, f, seed=seed))
     timings["pdp_s"] = time.perf_counter() - t0
+    tell("surrogate", 0.0, "surrogate tree")
     t0 = time.perf_counter()
     out["surrogate"] = surrogate_tree(model, frame, max_depth=surrogate_depth, seed=seed)
     timings["surrogate_s"] = time.perf_counter() - t0
+    tell("surrogate", 1.0, "surrogate tree")
     versions = {}
     for name in ("keel", "lightgbm", "scikit-learn", "numpy", "pandas"):
         try:
@@ -377,3 +413,55 @@ def explanation_evidence(
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
     return out
+
+
+# rows per chunk of a sampled (exact or permutation) SHAP estimate, so progress moves
+_SHAP_CHUNK = 50
+
+
+def _attributions(
+    explainer: Any, rows: pd.DataFrame, tell: Callable[[float, str], None]
+) -> Attributions:
+    """SHAP values of ``rows``: in one call where the method is exact and fast (tree,
+    linear), else in chunks, telling ``tell(fraction, what)`` after each."""
+    from keel.audit.explain import Attributions
+
+    n = len(rows)
+    if explainer.method_ in ("tree", "linear") or n <= _SHAP_CHUNK:
+        tell(0.0, f"SHAP values ({explainer.method_}, {n} rows)")
+        out = explainer.attributions(rows)
+        tell(1.0, f"SHAP values ({explainer.method_}, {n} rows)")
+        return out
+    parts = []
+    for start in range(0, n, _SHAP_CHUNK):
+        tell(start / n, f"SHAP values ({explainer.method_}, {start}/{n} rows)")
+        parts.append(explainer.attributions(rows.iloc[start : start + _SHAP_CHUNK]))
+    tell(1.0, f"SHAP values ({explainer.method_}, {n}/{n} rows)")
+    first = parts[0]
+    return Attributions(
+        np.concatenate([p.values for p in parts]),
+        first.expected_value,
+        np.concatenate([p.output for p in parts]),
+        first.features,
+        first.space,
+        first.method,
+        first.target,
+        explains=first.explains,
+    )
+
+
+def _stages(
+    progress: Progress | None, shares: dict[str, float]
+) -> Callable[[str, float, str], None]:
+    """``tell(stage, fraction, what)``: the fraction of the whole, from each stage's share."""
+    starts, at = {}, 0.0
+    for name, share in shares.items():
+        starts[name] = at
+        at += share
+
+    def tell(stage: str, fraction: float, what: str) -> None:
+        if progress is not None:
+            done = starts[stage] + shares[stage] * min(max(fraction, 0.0), 1.0)
+            progress(what, min(done, 1.0))
+
+    return tell

@@ -44,6 +44,7 @@ from keel.audit._explain_global import (
 )
 from keel.audit._explain_rows import NUMERIC, RowEncoder, check_row, to_frame
 from keel.audit._explain_sampling import exact_shap, permutation_shap
+from keel.audit._explain_scored import scored_parts
 from keel.audit._explain_tree import TreeShap
 from keel.errors import InvalidInput
 
@@ -79,6 +80,7 @@ class Attributions:
     target: Any = None
     expanded: np.ndarray | None = None
     columns: list[str] | None = None
+    explains: str | None = None
 
     def row(self, i: int) -> dict[str, Any]:
         return _row_dict(
@@ -98,7 +100,16 @@ class Attributions:
         }
 
     def _about(self) -> dict[str, Any]:
-        return {"space": self.space, "method": self.method, "class": self.target}
+        return _about(self.space, self.method, self.target, self.explains)
+
+
+def _about(space: str, method: str, target: Any, explains: str | None) -> dict[str, Any]:
+    """What a value is in: its space, method and class, and for a mitigated model which
+    score is explained (``explains``; see ``keel.audit._explain_scored``)."""
+    about = {"space": space, "method": method, "class": target}
+    if explains is not None:
+        about["explains"] = explains
+    return about
 
 
 def _row_dict(
@@ -151,8 +162,11 @@ class Explainer:
         self.task_ = model.task
         self.classes_ = list(model.output_schema.get("classes") or []) or None
         self.target_, self.class_index_ = self._target()
-        transformer, estimator = _parts(model)
-        self.method_ = self._resolve(transformer, estimator)
+        scored = scored_parts(model)
+        transformer = scored.transformer
+        self.reads_ = scored.reads
+        self.explains_ = scored.explains
+        self.method_ = self._resolve(transformer, scored.estimators)
         self.background_ = None
         if background is not None:
             self.background_ = self._sample(background)
@@ -170,9 +184,9 @@ class Explainer:
             self.sum_back_ = _sum_back_matrix(transformer, self.features_)
             self.encoder_ = RowEncoder(transformer)
         if self.method_ == "tree":
-            self._fit_tree(estimator)
+            self._fit_tree(scored.estimators, scored.weights)
         elif self.method_ == "linear":
-            self._fit_linear(estimator)
+            self._fit_linear(scored.estimators, scored.weights)
         else:
             self.output_fn_, self.space_ = _output_function(model, self.class_index_)
             self.expected_value_ = float(np.mean(self.output_fn_(self.background_)))
@@ -202,9 +216,9 @@ class Explainer:
             )
         return target, classes.index(target)
 
-    def _resolve(self, transformer: Any, estimator: Any) -> str:
-        tree_ok = estimator is not None and _booster(estimator) is not None
-        linear_ok = estimator is not None and _is_linear(estimator)
+    def _resolve(self, transformer: Any, estimators: list[Any]) -> str:
+        tree_ok = bool(estimators) and all(_booster(e) is not None for e in estimators)
+        linear_ok = bool(estimators) and all(_is_linear(e) for e in estimators)
         traced = transformer is not None and _traceable(transformer, self.features_)
         wanted = self.method
         if wanted == "tree" and not (tree_ok and traced):
@@ -233,35 +247,48 @@ class Explainer:
             frame = frame.iloc[idx]
         return frame.reset_index(drop=True)
 
-    def _fit_tree(self, estimator: Any) -> None:
-        self.tree_ = TreeShap(_booster(estimator))
+    def _fit_tree(self, estimators: list[Any], weights: list[float]) -> None:
+        """One TreeShap per booster (several: an ensemble's members, weighted)."""
+        self.trees_ = [TreeShap(_booster(e)) for e in estimators]
+        self.tree_weights_ = [float(w) for w in weights]
+        self.tree_ = self.trees_[0]
         k = self.tree_.n_classes
+        if any(t.n_classes != k for t in self.trees_):
+            raise InvalidInput("method 'tree': the ensemble's members have different outputs")
         self.sign_ = 1.0
         if k == 1 and self.task_ == "classification" and self.class_index_ == 0:
             self.sign_ = -1.0  # a binary model's margin is the last class's log-odds
         self.column_index_ = self.class_index_ if k > 1 else 0
         self.space_ = _tree_space(self.task_, k)
         zero = np.zeros((1, self.tree_.n_features))
-        bias = self.tree_.contributions(zero, n_threads=1)[0, self.column_index_, -1]
+        bias = sum(
+            w * t.contributions(zero, n_threads=1)[0, self.column_index_, -1]
+            for t, w in zip(self.trees_, self.tree_weights_, strict=True)
+        )
         self.expected_value_ = float(self.sign_ * bias)
 
-    def _fit_linear(self, estimator: Any) -> None:
-        coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
-        intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=np.float64))
-        sign, row = 1.0, 0
-        if coef.shape[0] > 1:
-            row = int(self.class_index_ or 0)
-        elif self.task_ == "classification" and self.class_index_ == 0:
-            sign = -1.0
-        self.coef_ = sign * coef[row]
-        self.intercept_ = float(sign * intercept[row if len(intercept) > 1 else 0])
-        Zb = np.asarray(self.transformer_.transform(self.background_), dtype=np.float64)
+    def _fit_linear(self, estimators: list[Any], weights: list[float]) -> None:
+        """Linear SHAP of the (weighted sum of the) linear models' decision functions."""
+        self.coef_ = 0.0
+        self.intercept_ = 0.0
+        binary = False
+        for estimator, w in zip(estimators, weights, strict=True):
+            coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
+            intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=np.float64))
+            sign, row = 1.0, 0
+            if coef.shape[0] > 1:
+                row = int(self.class_index_ or 0)
+            elif self.task_ == "classification" and self.class_index_ == 0:
+                sign = -1.0
+            self.coef_ = self.coef_ + w * sign * coef[row]
+            self.intercept_ += float(w * sign * intercept[row if len(intercept) > 1 else 0])
+            binary = self.task_ == "classification" and coef.shape[0] == 1
+        Zb = np.asarray(self.transformer_.transform(self.background_[self.reads_]), np.float64)
         self.mean_ = Zb.mean(axis=0)
         self.expected_value_ = float(self.coef_ @ self.mean_ + self.intercept_)
-        binary = self.task_ == "classification" and coef.shape[0] == 1
         self.space_ = (
             "log_odds"
-            if binary and hasattr(estimator, "predict_proba")
+            if binary and all(hasattr(e, "predict_proba") for e in estimators)
             else ("decision_function" if self.task_ == "classification" else "value")
         )
 
@@ -271,7 +298,7 @@ class Explainer:
         self._check_fitted()
         frame = to_frame(X, self.schema_)
         if self.method_ in ("tree", "linear"):
-            Z = np.asarray(self.transformer_.transform(frame), dtype=np.float64)
+            Z = np.asarray(self.transformer_.transform(frame[self.reads_]), dtype=np.float64)
             exp, bias = self._encoded(Z, self.n_threads)
             raw = exp @ self.sum_back_
             output = exp.sum(axis=1) + bias
@@ -285,6 +312,7 @@ class Explainer:
                 self.target_,
                 exp if expanded else None,
                 list(self.columns_ or []) if expanded else None,
+                self.explains_,
             )
         frame = _normalise(frame, self.schema_)
         if self.method_ == "exact":
@@ -302,6 +330,7 @@ class Explainer:
             self.space_,
             self.method_,
             self.target_,
+            explains=self.explains_,
         )
 
     def explain(self, rows: Any) -> list[dict[str, Any]]:
@@ -319,14 +348,18 @@ class Explainer:
         z = self._encode_one(row)
         exp, bias = self._encoded(z, 1)
         raw = exp[0] @ self.sum_back_
-        about = {"space": self.space_, "method": self.method_, "class": self.target_}
+        about = _about(self.space_, self.method_, self.target_, self.explains_)
         return _row_dict(self.features_, raw, self.expected_value_, exp[0].sum() + bias[0], about)
 
     def _encoded(self, Z: np.ndarray, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
         """Per encoded column values and the per-row bias (the expected value)."""
         if self.method_ == "tree":
-            phi = self.tree_.contributions(Z, n_threads=n_threads)[:, self.column_index_, :]
-            phi = phi * self.sign_ if self.sign_ != 1.0 else phi
+            c = self.column_index_
+            parts = [
+                t.contributions(Z, n_threads=n_threads)[:, c, :] * (self.sign_ * w)
+                for t, w in zip(self.trees_, self.tree_weights_, strict=True)
+            ]
+            phi = parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
             return phi[:, :-1], phi[:, -1]
         exp = (Z - self.mean_) * self.coef_
         return exp, np.full(len(Z), self.expected_value_)
@@ -335,9 +368,8 @@ class Explainer:
         fast = self.encoder_.encode(row) if self.encoder_ is not None else None
         if fast is not None and self._encoder_checked:
             return fast
-        slow = np.asarray(
-            self.transformer_.transform(to_frame([row], self.schema_)), dtype=np.float64
-        )
+        frame = to_frame([row], self.schema_)[self.reads_]
+        slow = np.asarray(self.transformer_.transform(frame), dtype=np.float64)
         if fast is not None:
             same = fast.shape == slow.shape and np.allclose(
                 fast, slow, rtol=1e-12, atol=0.0, equal_nan=True
@@ -353,16 +385,6 @@ class Explainer:
 
 
 # ---------------------------------------------------------------------- model structure
-def _parts(model: Any) -> tuple[Any, Any]:
-    """(fitted transformer, final estimator) of a keel model, or (None, None)."""
-    if hasattr(model, "booster") and hasattr(model, "transformer"):
-        return model.transformer, model.booster
-    pipeline = getattr(model, "pipeline", None)
-    if pipeline is not None and hasattr(pipeline, "steps") and len(pipeline.steps) >= 2:
-        return pipeline[:-1], pipeline[-1]
-    return None, None
-
-
 def _booster(estimator: Any) -> Any:
     if type(estimator).__module__.startswith("lightgbm") and hasattr(estimator, "dump_model"):
         return estimator
@@ -425,6 +447,14 @@ def _output_function(
     if model.task != "classification":
         return (lambda X: np.asarray(model.predict(X), dtype=np.float64)), "value"
     k = int(class_index or 0)
+    if hasattr(model, "decision_probability"):  # a mitigated model: its policy, not a draw
+        n = len(model.output_schema.get("classes") or [])
+
+        def policy(X: pd.DataFrame) -> np.ndarray:
+            p = np.asarray(model.decision_probability(X), dtype=np.float64)
+            return p if k == n - 1 else 1.0 - p
+
+        return policy, "decision_probability"
     pipeline = getattr(model, "pipeline", None)
     if pipeline is not None and hasattr(pipeline[-1], "decision_function"):
         n_classes = len(model.output_schema.get("classes") or [])

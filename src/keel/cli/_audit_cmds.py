@@ -87,7 +87,7 @@ def audit_cmd(
     with _project(project) as proj, Progress(console=console, transient=True) as bar:
         task = bar.add_task("audit", total=None)
 
-        def progress(name: str | None, done: int, total: int) -> None:
+        def progress(name: str | None, done: float, total: int) -> None:
             bar.update(task, total=total, completed=done, description=name or "done")
 
         ev = audit(
