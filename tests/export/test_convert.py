@@ -195,7 +195,10 @@ def test_a_model_without_converter_is_refused_naming_it(fit, adult_split):
     model = SklearnModel(pipe, "classification", adult_split.schema("classification"))
     with pytest.raises(
         InvalidInput,
-        match="_NoConverter has no ONNX converter.*lightgbm.*dp_logistic_regression.*dp_gaussian_nb",
+        match=(
+            "_NoConverter has no ONNX converter"
+            ".*lightgbm.*dp_logistic_regression.*dp_gaussian_nb"
+        ),
     ):
         to_onnx(model)
     with pytest.raises(InvalidInput, match="expected a fitted keel model"):
