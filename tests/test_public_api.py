@@ -21,6 +21,7 @@ AREAS = [
     "keel.datasets",
     "keel.export",
     "keel.serve",
+    "keel.deploy",
     "keel.audit",
     "keel.monitor",
     "keel.pipeline",
