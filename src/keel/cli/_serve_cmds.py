@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -39,6 +40,11 @@ def serve_cmd(
     max_connections: int = typer.Option(
         4096, help="Most open connections; one past it is answered 503 and closed."
     ),
+    workers: int = typer.Option(
+        1,
+        help="Server processes behind the one port (1 to 4 per CPU); each follows alias "
+        "moves within --watch-seconds, and one that dies is restarted.",
+    ),
     project: Path = PROJECT,
 ) -> None:
     """Serve registered models over HTTP: Open Inference Protocol v2, keel JSON, MLflow
@@ -47,17 +53,46 @@ def serve_cmd(
 
     Example: keel serve adult-income --port 8080
              keel serve --release release.yaml   # e.g. production 90 / candidate 10
+             keel serve adult-income --workers 4  # four processes on one port
     """
     from keel.errors import InvalidInput
     from keel.serve import KeyRing, PredictionLog, load_releases, serve
 
     if not 0 <= port <= 65535:
         raise InvalidInput(f"--port: expected a port number 0-65535, got {port}")
-    served: list = list(routes or []) + (load_releases(release) if release else [])
+    served: list[Any] = [*(routes or []), *(load_releases(release) if release else [])]
     if not served:
         raise InvalidInput("serve: expected at least one model to serve, or --release FILE")
     if not 0.0 <= log_sample <= 1.0:
         raise InvalidInput(f"--log-sample: expected a share between 0 and 1, got {log_sample}")
+    settings: dict[str, Any] = {
+        "alias": alias,
+        "max_batch_rows": max_batch_rows,
+        "max_wait_ms": max_wait_ms,
+        "watch_seconds": watch_seconds,
+        "head_timeout_s": head_timeout,
+        "max_connections": max_connections,
+        "public_metrics": public_metrics,
+    }
+    if workers != 1:
+        from keel.serve._workers import check_workers, serve_workers
+
+        check_workers(workers)
+        if keys:
+            KeyRing.from_file(keys)  # a bad key file is refused before any worker starts
+        with _project(project) as proj:
+            root = proj.root
+        serve_workers(
+            workers,
+            root,
+            served,
+            host=host,
+            port=port,
+            keys_file=keys,
+            log_sample=log_sample,
+            **settings,
+        )
+        return
     ring = KeyRing.from_file(keys) if keys else None
     with _project(project) as proj:
         with PredictionLog(proj.store, sample_rate=log_sample) as sink:
@@ -68,13 +103,7 @@ def serve_cmd(
                 port=port,
                 keys=ring,
                 sink=sink,
-                alias=alias,
-                max_batch_rows=max_batch_rows,
-                max_wait_ms=max_wait_ms,
-                watch_seconds=watch_seconds,
-                head_timeout_s=head_timeout,
-                max_connections=max_connections,
-                public_metrics=public_metrics,
+                **settings,
             )
 
 

@@ -53,6 +53,8 @@ class ServeConfig:
         the row and field; the request is not logged). Default: ``KEEL_MAX_STRING_BYTES``.
     public_metrics: answer ``/metrics`` without a key although the server has keys (it
         names every model, version and monitor gauge, so by default it needs one).
+    worker: this process's number among ``keel serve --workers N`` (from 1), answered in
+        every response's ``x-keel-worker`` header; 0: the server is one process.
     """
 
     alias: str = "production"
@@ -68,6 +70,7 @@ class ServeConfig:
     head_timeout_s: float = 5.0
     max_connections: int = 4096
     public_metrics: bool = False
+    worker: int = 0
     max_string_bytes: int = dataclasses.field(
         default_factory=lambda: config.get_int("KEEL_MAX_STRING_BYTES")
     )
@@ -152,6 +155,7 @@ class KeelApp:
             keys,
             self.config.max_body_bytes,
             public_metrics=self.config.public_metrics,
+            worker=self.config.worker,
         )
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task] = set()
@@ -177,7 +181,13 @@ class KeelApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.loop = asyncio.get_running_loop()
-                self._spawn(self._start())
+                if self.config.worker:
+                    # one of several workers on a shared port takes connections only once
+                    # its models are loaded (uvicorn listens after startup completes), so a
+                    # restarted worker never answers 503 while the others could answer
+                    await self._start()
+                else:
+                    self._spawn(self._start())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._stop()

@@ -33,8 +33,10 @@ def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
 class RequestId:
     """Echo a sane ``x-request-id`` or make one; put it in ``scope["keel"]`` and the answer."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, worker: int = 0) -> None:
         self.app = app
+        #: answered with every response: the worker's number when there are several
+        self.extra = ((b"x-keel-worker", str(worker).encode()),) if worker else ()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         given = _header(scope, b"x-request-id")
@@ -47,7 +49,11 @@ class RequestId:
 
         async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", rid),
+                    *self.extra,
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -238,7 +244,12 @@ async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def compose(
-    router: Any, metrics: Any, keys: Any, max_body_bytes: int, public_metrics: bool = False
+    router: Any,
+    metrics: Any,
+    keys: Any,
+    max_body_bytes: int,
+    public_metrics: bool = False,
+    worker: int = 0,
 ) -> Any:
     """The server's HTTP stack, outermost first."""
     app: Any = BodyLimit(dispatch, max_bytes=max_body_bytes)
@@ -247,4 +258,4 @@ def compose(
     app = Routing(app, router=router)
     app = Errors(app)
     app = Metrics(app, metrics=metrics)
-    return RequestId(app)
+    return RequestId(app, worker)

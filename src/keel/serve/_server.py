@@ -211,12 +211,15 @@ def _prepare(
     log_level: str,
     access_log: bool,
     settings: dict[str, Any],
+    sock: socket.socket | None = None,
 ) -> tuple[KeelApp, Any, Any]:
-    """The app, its bound socket and the uvicorn server: what start() and serve() share."""
+    """The app, its bound socket and the uvicorn server: what start() and serve() share
+    (a worker of ``--workers N`` is given the socket its supervisor bound)."""
     app = create_app(project_or_store, routes, keys=keys, sink=sink, **settings)
     _check_bind(host, app)
-    check_port(port)
-    sock = _bind(host, port)
+    if sock is None:
+        check_port(port)
+        sock = _bind(host, port)
     return app, sock, _uvicorn(app, log_level, access_log)
 
 
@@ -260,23 +263,29 @@ def serve(
     sink: Any = None,
     log_level: str = "info",
     access_log: bool = False,
+    sock: socket.socket | None = None,
+    on_ready: Any = None,
     **settings: Any,
 ) -> None:
     """Serve ``routes`` until interrupted (Ctrl-C or SIGTERM: in-flight requests finish,
     then uvicorn re-raises the signal, so the process ends as signalled). Refuses a
     non-loopback ``host`` without ``keys``; stops, naming the model and why, if one fails
-    to load."""
+    to load. A worker of ``keel serve --workers N`` passes the listening ``sock`` its
+    supervisor bound and ``on_ready(failure)``, called once the first load is over
+    (``failure``: None when every route loaded, else what failed)."""
     if not logging.getLogger().handlers:  # a bare process: show the server's log on stderr
         logging.basicConfig(
             level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     app, sock, server = _prepare(
-        project_or_store, routes, host, port, keys, sink, log_level, access_log, settings
+        project_or_store, routes, host, port, keys, sink, log_level, access_log, settings, sock
     )
     _fit_open_files(app.config.max_connections)
 
     def stop_if_load_failed() -> None:
         app.started.wait()
+        if on_ready is not None:
+            on_ready(None if app.ready else _failures(app) or "a model did not load")
         if not app.ready:
             server.should_exit = True
 
