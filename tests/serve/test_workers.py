@@ -271,3 +271,36 @@ def test_a_route_that_does_not_load_stops_the_workers_with_the_reason(proj):
     assert out.returncode != 0
     assert "did not start" in out.stderr and "nosuchmodel" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_revoked_key_is_refused_by_every_worker_within_two_seconds(proj, tmp_path):
+    from keel.serve import add_key, revoke_key
+
+    root = proj[0]
+    path = tmp_path / "keys.json"
+    gone, _ = add_key(path, "gateway", ["predict"])
+    kept, _ = add_key(path, "ops", ["predict"])
+    server = Server(root, 2, "--keys", str(path))
+
+    def statuses(token: str, n: int = 20) -> dict[str, int]:
+        """worker number → the status it answered ``token`` with, over fresh connections."""
+        seen: dict[str, int] = {}
+        for _ in range(n):
+            status, headers, _ = call(
+                server.url, "GET", "/models", headers={"Authorization": f"Bearer {token}"}
+            )
+            seen[headers["x-keel-worker"]] = status
+        return seen
+
+    try:
+        server.wait_ready()
+        assert statuses(gone, 40) == {"1": 200, "2": 200}
+        revoke_key(path, "gateway")
+        t0 = time.monotonic()
+        while statuses(gone) != {"1": 401, "2": 401}:  # each worker rereads the file itself
+            assert time.monotonic() - t0 < 2.0 + 1.0, statuses(gone)
+            time.sleep(0.05)
+        assert statuses(kept, 40) == {"1": 200, "2": 200}
+    finally:
+        out = server.stop()
+    assert server.proc.returncode == 0, out
