@@ -254,11 +254,31 @@ def test_no_evidence_is_not_found(trained):
 
 def test_cli_defend_and_epsilon(trained, capsys):
     proj, root, mv = trained
-    code = main(["defend", mv.ref, "-C", str(root), "--rows", "30", "--eval-rows", "10", "--json"])
+    defend = ["defend", mv.ref, "-C", str(root), "--rows", "30", "--eval-rows", "10"]
+    versions = len(registry.list_versions(proj.store, "adult"))
+    code = main([*defend, "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert code == 0 and out["model"] and out["parent"] == mv.ref
-    assert set(out["before"]) == set(out["after"]) and "clean_accuracy" in out["before"]
-    assert registry.get_version(proj.store, out["model"]).version > mv.version
+    assert code == 0 and out["parent"] == mv.ref
+    before, after = out["before"], out["after"]
+    assert set(before) == set(after) and "clean_accuracy" in before
+    gain = after["valid_row_robustness"] - before["valid_row_robustness"]
+    drop = before["clean_accuracy"] - after["clean_accuracy"]
+    assert out["gain"] == pytest.approx(gain)
+    # the augmented model is kept (and registered) only when valid-row robustness rises
+    assert out["kept"] == (gain >= 0.01 and drop <= 0.01)
+    now = registry.list_versions(proj.store, "adult")
+    if out["kept"]:
+        assert out["verdict"].startswith("kept") and out["model"] == out["child"]
+        assert registry.get_version(proj.store, out["model"]).version > mv.version
+        assert len(now) == versions + 1
+    else:
+        assert out["verdict"].startswith("not kept, nothing registered")
+        assert out["model"] is None and out["child"] is None and len(now) == versions
+    # the text form prints the same verdict (same seed, same result), never a stand-in
+    assert main(defend) == 0
+    text = capsys.readouterr().out
+    assert out["verdict"] in text and "(not registered)" not in text
+    assert ("registered adult/" in text) == out["kept"]
     code = main(["epsilon", mv.ref, "-C", str(root), "--epsilon", "1", "--repeats", "1", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and {r["epsilon"] for r in out["rows"]} == {1.0}

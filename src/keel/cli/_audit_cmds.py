@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from keel.cli._app import JSON, PROJECT, _project, app
 from keel.cli._render import console, emit_json, err_console, four_fifths, table
@@ -181,7 +182,8 @@ def _print_evidence(doc: dict[str, Any], what: str) -> None:
         shap = (expl.get("global") or {}).get("mean_abs_shap")
         if isinstance(shap, dict):
             top = sorted(shap.items(), key=lambda kv: -(kv[1] or 0))[:8]
-            table("global importance (mean |SHAP|)", ["feature", "mean |SHAP|"], top)
+            importance = [[feature, value] for feature, value in top]
+            table("global importance (mean |SHAP|)", ["feature", "mean |SHAP|"], importance)
     rob = doc.get("robustness") or {}
     hsj = rob.get("hopskipjump") or {}
     if isinstance(hsj, dict) and "success_rate" in hsj:
@@ -268,9 +270,13 @@ def defend_cmd(
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
-    """Adversarial training: attack training rows with HopSkipJump, add the examples with
-    their true labels, retrain the same model and register it as a new version; prints
-    clean accuracy and attack success before and after on the same hold-out rows.
+    """Adversarial training: attack correctly classified training rows with the
+    counterfactual search (valid rows only, the project's frozen features unchanged), add
+    each minimal flipping row with its true label and refit the same model kind; then attack
+    the old and the new model on the same hold-out rows (HopSkipJump and the counterfactual
+    search). The refit is kept, and registered as the next version, only when its valid-row
+    robustness rises by at least 0.01 and its hold-out accuracy falls by at most 0.01;
+    otherwise nothing is registered. Prints the verdict, then the figures before and after.
 
     Example: keel defend adult-income/1 --rows 500
     """
@@ -283,7 +289,12 @@ def defend_cmd(
     if as_json:
         emit_json({"model": mv.ref if mv else None, **result})
         return
-    console.print(f"[green]registered[/green] {mv.ref if mv else '(not registered)'}")
+    colour = "green" if result["kept"] else "yellow"
+    console.print(
+        f"[{colour}]{escape(result['verdict'])}[/{colour}]", highlight=False, soft_wrap=True
+    )
+    if mv is not None:
+        console.print(f"[green]registered[/green] {mv.ref}", highlight=False)
     table(
         f"adversarial training of {ref}",
         ["", "before", "after"],
