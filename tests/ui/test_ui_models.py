@@ -26,7 +26,7 @@ from keel.project import init, open_project
 from keel.train import train
 from keel.ui import start
 from keel.ui._models_card import clean_card_html
-from keel.ui._models_figures import wilson
+from keel.ui._models_figures import evidence_figures, figure_html, wilson
 from tests.ui._ui_helpers import XSS, get, get_json
 
 NAME = "adult"
@@ -304,7 +304,8 @@ def test_version_page_shows_gates_per_rule_and_the_evidence_as_figures(served):
         "Disparities by sex",
         "Selection rate by sex",
         "Top features (mean |SHAP|)",
-        "hopskipjump: accuracy and attack success by ε",
+        "hopskipjump: attack success by budget",
+        "counterfactual: attack success by budget",
         "Accuracy under noise",
         "Membership inference: attack AUC",
         "Differential privacy",
@@ -411,9 +412,14 @@ def test_the_evidence_api_gives_the_document_and_its_figures(served):
     top = _figure(figs, "Top features (mean |SHAP|)")["rows"]
     shap = doc["explanations"]["global"]["mean_abs_shap"]
     assert top[0] == [max(shap, key=shap.get), max(shap.values())]
-    hsj = _figure(figs, "hopskipjump: accuracy and attack success by ε")
-    by_eps = doc["robustness"]["hopskipjump"]["by_eps"]
-    assert hsj["series"][0]["points"] == [[r["eps"], r["accuracy_under_attack"]] for r in by_eps]
+    # the valid-row attacks are drawn from their curve (the counterfactual search has no ε)
+    for attack in ("hopskipjump", "counterfactual"):
+        rep = doc["robustness"][attack]
+        fig = _figure(figs, f"{attack}: attack success by budget")
+        points = [[c["budget"], c["success_rate"]] for c in rep["curve"]]
+        assert fig["series"][0]["points"] == points and len(points) > 1
+        assert fig["x_label"] == f"budget: {rep['budget_unit']}"
+    assert "by_eps" not in doc["robustness"]["counterfactual"]
     mia = _figure(figs, "Membership inference: attack AUC")
     assert mia["refs"] == [["chance", 0.5]]
     assert dict(mia["rows"])["threshold"] == doc["privacy"]["mia"]["threshold"]["auc"]
@@ -439,6 +445,40 @@ def test_torch_evidence_shows_robustness_by_epsilon_ig_completeness_and_dp_epsil
     text = html(ui, f"/models/{NAME}/3")
     assert "fgsm: accuracy and attack success by ε" in text and "ε spent" in text
     assert "Integrated Gradients completeness" in text
+
+
+def test_robustness_figures_come_from_each_attacks_curve():
+    """The valid-row attacks report a ``curve`` by budget (the counterfactual search has no
+    ``by_eps`` at all); attacks reported by ε alone still draw from ``by_eps``."""
+    curve = [{"budget": k, "success_rate": s} for k, s in ((1, 0.2), (2, 0.35), (3, 0.4))]
+    by_eps = [{"eps": e, "accuracy": 1 - e, "success_rate": e} for e in (0.0, 0.1, 0.2)]
+    doc = {
+        "robustness": {
+            "about": {"frozen": ["sex"]},
+            "counterfactual": {
+                "curve": curve,
+                "norm": "features changed",
+                "budget_unit": "features changed (valid rows)",
+                "max_features": 3,
+                "success_rate": 0.4,
+                "accuracy_under_attack": 0.6,
+                "n_rows": 50,
+            },
+            "fgsm": {"supported": True, "norm": "linf", "eps": 0.1, "by_eps": by_eps},
+        }
+    }
+    figs = evidence_figures(doc)
+    cf = _figure(figs, "counterfactual: attack success by budget")
+    assert cf["series"] == [
+        {"name": "attack success rate", "points": [[1, 0.2], [2, 0.35], [3, 0.4]]}
+    ]
+    assert cf["x_label"] == "budget: features changed (valid rows)"
+    assert "50 correctly classified" in cf["note"] and "budget 3: success 0.4" in cf["note"]
+    assert "accuracy under attack 0.6" in cf["note"]
+    drawn = figure_html(cf)
+    assert drawn.count("<title>") >= 3 and "counterfactual: attack success by budget" in drawn
+    fgsm = _figure(figs, "fgsm: accuracy and attack success by ε")
+    assert fgsm["series"][0]["points"] == [[0.0, 1.0], [0.1, 0.9], [0.2, 0.8]]
 
 
 def test_wilson_intervals():
@@ -626,6 +666,32 @@ def test_the_card_downloads_as_markdown_and_html(served):
     assert status == 404  # no evidence, no card
     status, body = get_json(ui.url + f"/api/models/{NAME}/1/card")
     assert status == 200 and body["ref"] == f"{NAME}/1" and "compliance" in body
+
+
+def test_the_cards_figures_come_through_the_allowlist(served):
+    ui, store = served
+    from html import unescape
+
+    from keel.audit import model_card
+
+    page = model_card(store, f"{NAME}/1").html()
+    text = html(ui, f"/models/{NAME}/1")
+    inner = re.search(
+        r'<div class="card-doc" data-testid="card">(.*?)</section>\s*</article>', text, re.S
+    ).group(1)
+
+    def captions(s: str) -> list[str]:
+        return [unescape(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", s, re.S)]
+
+    def marks(s: str) -> list[tuple[str, ...]]:
+        found = re.findall(r'data-series="([^"]*)" data-x="([^"]*)" data-y="([^"]*)"', s)
+        return sorted((unescape(a), x, y) for a, x, y in found)
+
+    assert page.count("<figure>") >= 2 and inner.count("<figure>") == page.count("<figure>")
+    assert captions(inner) == captions(page) and any("From evidence" in c for c in captions(page))
+    assert marks(page) and marks(inner) == marks(page)  # each point keeps its exact figures
+    assert re.findall(r'data-value="([^"]*)"', inner) == re.findall(r'data-value="([^"]*)"', page)
+    assert 'viewBox="0 0 ' in inner  # SVG attribute names keep their case
 
 
 @pytest.mark.parametrize(

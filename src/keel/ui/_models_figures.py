@@ -282,67 +282,107 @@ def _robustness(f: _Figures, rob: Mapping[str, Any]) -> None:
                 rows=[("why", _text(att.get("reason")))],
             )
             continue
-        steps = [
-            r for r in att.get("by_eps") or [] if isinstance(r, Mapping) and _num(r.get("eps"))
+        curve = [
+            r
+            for r in att.get("curve") or []
+            if isinstance(r, Mapping) and _num(r.get("budget")) and _num(r.get("success_rate"))
         ]
-        acc = (
-            "accuracy_under_attack"
-            if any("accuracy_under_attack" in r for r in steps)
-            else "accuracy"
-        )
-        series = [
-            {
-                "name": "accuracy",
-                "points": [[r["eps"], r.get(acc)] for r in steps if _num(r.get(acc))],
-            },
+        if curve:
+            _budget_curve(f, name, att, curve)
+        else:
+            _eps_curve(f, name, att)
+    _noise(f, rob.get("noise"))
+
+
+def _budget_curve(
+    f: _Figures, name: str, att: Mapping[str, Any], curve: list[Mapping[str, Any]]
+) -> None:
+    """An attack on valid rows (HopSkipJump, the counterfactual search): its ``curve`` of
+    success rate by budget. The rows attacked were correctly classified, so accuracy under
+    attack is one minus the success rate at each budget."""
+    budget = att["eps"] if "eps" in att else att.get("max_features")
+    f.add(
+        "robustness",
+        f"{name}: attack success by budget",
+        "lines",
+        series=[
             {
                 "name": "attack success rate",
-                "points": [
-                    [r["eps"], r.get("success_rate")] for r in steps if _num(r.get("success_rate"))
-                ],
-            },
-        ]
-        f.add(
-            "robustness",
-            f"{name}: accuracy and attack success by ε",
-            "lines",
-            series=series,
-            x_label=f"ε ({_text(att.get('norm'))})",
-            y_label="rate",
-            note=f"{_text(att.get('n_rows'))} rows; at the reported ε = {_text(att.get('eps'))}: "
-            f"accuracy {_text(att.get(acc))}, success {_text(att.get('success_rate'))}",
-            attack=name,
-        )
-    noise = rob.get("noise")
-    if isinstance(noise, Mapping):
-        series = [
-            {
-                "name": "gaussian noise (scale)",
-                "points": [
-                    [r.get("scale"), r.get("accuracy")]
-                    for r in noise.get("gaussian") or []
-                    if isinstance(r, Mapping) and _num(r.get("scale")) and _num(r.get("accuracy"))
-                ],
-            },
-            {
-                "name": "category flips (rate)",
-                "points": [
-                    [r.get("rate"), r.get("accuracy")]
-                    for r in noise.get("category_flip") or []
-                    if isinstance(r, Mapping) and _num(r.get("rate")) and _num(r.get("accuracy"))
-                ],
-            },
-        ]
-        f.add(
-            "robustness",
-            "Accuracy under noise",
-            "lines",
-            series=series,
-            x_label="noise level",
-            y_label="accuracy",
-            note=f"clean accuracy {_text(noise.get('clean_accuracy'))}; worst "
-            f"{_text(noise.get('worst_accuracy'))} (drop {_text(noise.get('worst_drop'))})",
-        )
+                "points": [[r["budget"], r["success_rate"]] for r in curve],
+            }
+        ],
+        x_label=f"budget: {_text(att.get('budget_unit') or att.get('norm'))}",
+        y_label="rate",
+        note=f"{_text(att.get('n_rows'))} correctly classified hold-out rows; at the reported "
+        f"budget {_text(budget)}: success {_text(att.get('success_rate'))}, accuracy under "
+        f"attack {_text(att.get('accuracy_under_attack'))}",
+        attack=name,
+    )
+
+
+def _eps_curve(f: _Figures, name: str, att: Mapping[str, Any]) -> None:
+    """An attack reported by ε alone (FGSM and PGD on a network, older evidence): accuracy
+    and success rate at each ε of ``by_eps``."""
+    steps = [r for r in att.get("by_eps") or [] if isinstance(r, Mapping) and _num(r.get("eps"))]
+    acc = (
+        "accuracy_under_attack" if any("accuracy_under_attack" in r for r in steps) else "accuracy"
+    )
+    series = [
+        {
+            "name": "accuracy",
+            "points": [[r["eps"], r.get(acc)] for r in steps if _num(r.get(acc))],
+        },
+        {
+            "name": "attack success rate",
+            "points": [
+                [r["eps"], r.get("success_rate")] for r in steps if _num(r.get("success_rate"))
+            ],
+        },
+    ]
+    f.add(
+        "robustness",
+        f"{name}: accuracy and attack success by ε",
+        "lines",
+        series=series,
+        x_label=f"ε ({_text(att.get('norm'))})",
+        y_label="rate",
+        note=f"{_text(att.get('n_rows'))} rows; at the reported ε = {_text(att.get('eps'))}: "
+        f"accuracy {_text(att.get(acc))}, success {_text(att.get('success_rate'))}",
+        attack=name,
+    )
+
+
+def _noise(f: _Figures, noise: Any) -> None:
+    if not isinstance(noise, Mapping):
+        return
+    series = [
+        {
+            "name": "gaussian noise (scale)",
+            "points": [
+                [r.get("scale"), r.get("accuracy")]
+                for r in noise.get("gaussian") or []
+                if isinstance(r, Mapping) and _num(r.get("scale")) and _num(r.get("accuracy"))
+            ],
+        },
+        {
+            "name": "category flips (rate)",
+            "points": [
+                [r.get("rate"), r.get("accuracy")]
+                for r in noise.get("category_flip") or []
+                if isinstance(r, Mapping) and _num(r.get("rate")) and _num(r.get("accuracy"))
+            ],
+        },
+    ]
+    f.add(
+        "robustness",
+        "Accuracy under noise",
+        "lines",
+        series=series,
+        x_label="noise level",
+        y_label="accuracy",
+        note=f"clean accuracy {_text(noise.get('clean_accuracy'))}; worst "
+        f"{_text(noise.get('worst_accuracy'))} (drop {_text(noise.get('worst_drop'))})",
+    )
 
 
 def _privacy(f: _Figures, priv: Mapping[str, Any]) -> None:
