@@ -4,8 +4,8 @@ The card's HTML (:meth:`keel.audit.Card.html`) is one self-contained page with a
 stylesheet, which this dashboard's CSP (``style-src 'self'``) would refuse, and a frame of
 it would be refused too (``frame-ancestors 'none'``). So the page shows the card's body
 rebuilt through an allowlist (:func:`clean_card_html`): known tags and attributes only
-(headings two levels down, landmarks as plain blocks),
-text and attribute values escaped again, links only to the card's own sections, ids
+(headings two levels down, landmarks as plain blocks, the charts as SVG figures with their
+captions), text and attribute values escaped again, links only to the card's own sections, ids
 prefixed so they cannot clash with the page's; its look comes from ``models.css``. The
 downloads (``card.md``, ``card.html``) are the card's files exactly as ``keel card``
 writes them, sent as attachments."""
@@ -21,12 +21,15 @@ __all__ = ["card_download", "card_fragment", "clean_card_html"]
 
 _TAGS = frozenset(
     "h3 h4 h5 p ol ul li section table caption thead tbody tr th td dl dt "
-    "dd pre strong em code a span div br svg g title line rect circle path text".split()
+    "dd pre strong em code a span div br figure figcaption "
+    "svg g title line rect circle path text".split()
 )
 _VOID = frozenset({"br"})
 _ATTRS = frozenset(
     "class id role aria-label href x y x1 y1 x2 y2 cx cy r d width height viewbox fill stroke "
-    "stroke-width stroke-dasharray text-anchor font-size data-value data-low data-high".split()
+    "stroke-width stroke-dasharray text-anchor font-size "
+    # the card's charts (keel.audit._card_svg) carry each mark's exact figures as data
+    "data-value data-low data-high data-x data-y data-series data-mark".split()
 )
 #: SVG attribute names are case-sensitive: HTMLParser lowers them, we restore them.
 _CASE = {"viewbox": "viewBox"}
