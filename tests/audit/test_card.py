@@ -262,7 +262,7 @@ def test_a_version_without_evidence_is_not_found(carded, tmp_path, capsys):
 
 
 def test_cli_writes_the_card_and_prints_its_paths(carded, tmp_path, capsys):
-    _, root, mv, _ = carded
+    proj, root, mv, _ = carded
     out = tmp_path / "cli"
     assert main(["card", f"{mv.name}@production", "-C", str(root), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -274,6 +274,29 @@ def test_cli_writes_the_card_and_prints_its_paths(carded, tmp_path, capsys):
     assert {"point": "MEASURE 2.12", "status": "missing"}.items() <= next(
         r for r in result["missing"] if r["point"] == "MEASURE 2.12"
     ).items()
+    # each point carries what is only planned and what backs what was found, as the card does
+    card = model_card(proj.store, mv.ref)
+    expected = {
+        (r["framework"], r["point"]): (r["stated_only"], r["backed_by"]) for r in card.missing()
+    }
+    got = {
+        (r["framework"], r["point"]): (r["stated_only"], r["backed_by"]) for r in result["missing"]
+    }
+    assert got == expected
+    assert any(b["where"] for r in result["missing"] for b in r["backed_by"])
+    # a monitoring plan with no record of monitoring done is stated only
+    cfg = root / "keel.yaml"
+    settings = cfg.read_text()
+    plan = {"monitoring": {"drift": "weekly PSI per feature"}}
+    cfg.write_text(yaml.safe_dump({**yaml.safe_load(settings), "card": {**CARD, **plan}}))
+    try:
+        assert main(["card", mv.ref, "-C", str(root), "--out", str(out), "--json"]) == 0
+    finally:
+        cfg.write_text(settings)
+    result = json.loads(capsys.readouterr().out)
+    nine = next(r for r in result["missing"] if r["point"] == "9")
+    assert nine["framework"] == "EU AI Act Annex IV" and nine["status"] == "partial"
+    assert nine["stated_only"] == ["monitoring plan"]
 
 
 def test_a_mitigated_version_shows_its_parents_search_and_no_monitoring_claim(carded):

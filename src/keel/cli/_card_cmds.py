@@ -23,7 +23,9 @@ def card_cmd(
     """Write the model card of a version — intended use, data, training, evaluation with
     intervals, fairness, explanations, robustness, privacy, gates and overrides, monitoring
     plan, and an EU AI Act Annex IV / NIST AI RMF table of what is evidenced and what is
-    missing — as card.md and card.html (one file, no external resources).
+    missing — as card.md and card.html (one file, no external resources). With --json, each
+    point not fully evidenced comes with its items missing, its items only stated as a plan
+    (stated_only) and what backs the items found (backed_by).
 
     Example: keel card adult-income@production --out cards/production
     """
@@ -41,7 +43,14 @@ def card_cmd(
                 "model": mv.ref,
                 "paths": {k: str(p) for k, p in paths.items()},
                 "missing": [
-                    {"point": r["point"], "status": r["status"], "missing": r["missing"]}
+                    {
+                        "framework": r["framework"],
+                        "point": r["point"],
+                        "status": r["status"],
+                        "missing": r["missing"],
+                        "stated_only": r["stated_only"],
+                        "backed_by": r["backed_by"],
+                    }
                     for r in card.missing()
                 ],
             }
