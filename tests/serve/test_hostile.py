@@ -1,8 +1,9 @@
 """A corpus of hostile bodies against each protocol's inference route of a live server:
 deep nesting, huge numbers, NaN literals, wrong shapes and types, broken UTF-8, empty and
 50 MB bodies, foreign content types. Each is answered 4xx with its code (400 malformed, 413
-too large, 415 content type, 422 invalid), as JSON with no traceback or path; the server
-holds no more than its body limit in memory and answers correctly afterwards."""
+too large, 415 content type, 422 invalid; 400 on MLflow's /invocations, as MLflow answers),
+as JSON with no traceback or path; the server holds no more than its body limit in memory
+and answers correctly afterwards."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from keel.serve import STATUS, start
+from keel.serve._mlflow import STATUS as MLFLOW_STATUS
 from tests.serve._support import adult_store, assert_clean_error, call, records, train_lgb
 
 PREDICT, INVOCATIONS, INFER = "/models/adult/predict", "/invocations", "/v2/models/adult/infer"
@@ -87,7 +89,8 @@ def malformed(row: dict[str, Any]) -> list[tuple[str, str, bytes]]:
             (path, "float-1e400", with_literal(path, row, b"1e400")),
             (path, "float-minus-1e400", with_literal(path, row, b"-1e400")),
             (path, "int-5000-digits", with_literal(path, row, b"9" * 5000)),
-            (path, "nan", with_literal(path, row, b"NaN")),
+            # MLflow's client writes NaN for a missing value: /invocations reads it as null
+            *([] if path == INVOCATIONS else [(path, "nan", with_literal(path, row, b"NaN"))]),
             (path, "infinity", with_literal(path, row, b"Infinity")),
             (path, "minus-infinity", with_literal(path, row, b"-Infinity")),
             (path, "utf8", with_literal(path, row, b'"\xff\xfe\xc3"')),
@@ -213,7 +216,8 @@ _INSIDES = re.compile(
 
 
 def check_error(status: int, data: bytes, code: str, what: str) -> None:
-    assert status == STATUS[code], f"{what}: {status} {data[:300]!r}"
+    expected = MLFLOW_STATUS[code] if what.startswith(INVOCATIONS) else STATUS[code]
+    assert status == expected, f"{what}: {status} {data[:300]!r}"
     assert_clean_error(data, code)
     assert not _INSIDES.search(data.decode()), f"{what}: {data[:300]!r}"
 
@@ -243,7 +247,7 @@ def test_malformed_bodies_are_400(setup):
     for path, name, body in cases:
         status, _, data = call(server.url, "POST", path, body)
         check_error(status, data, "invalid_json", f"{path} {name}")
-    assert len(cases) == 42
+    assert len(cases) == 41
 
 
 def test_wrong_shapes_and_types_are_422_naming_the_field(setup):
@@ -524,6 +528,7 @@ def test_the_float32_edge_is_where_the_document_puts_it(setup):
     ]:
         for path in (PREDICT, INVOCATIONS):
             status, _, data = call(server.url, "POST", path, good(path, dict(row, age=value)))
-            assert status == expected, (path, value, data)
+            invalid = path == INVOCATIONS and expected == 422  # MLflow's status: 400
+            assert status == (400 if invalid else expected), (path, value, data)
         body = v2(row, data=[value])
         assert call(server.url, "POST", INFER, body)[0] == expected, value

@@ -71,11 +71,11 @@ def test_invocations_missing_column_and_bad_split(url, row):
     cols = [c for c in row if c != "age"]
     split = {"columns": cols, "data": [[row[c] for c in cols]]}
     status, _, data = call(url, "POST", "/invocations", {"dataframe_split": split})
-    assert status == 422
+    assert status == 400  # MLflow's status for an invalid input
     assert assert_clean_error(data, "invalid_input")["details"][0]["field"] == "age"
     split = {"columns": list(row), "data": [[1, 2]]}
     status, _, data = call(url, "POST", "/invocations", {"dataframe_split": split})
-    assert status == 422 and assert_clean_error(data, "invalid_input")["details"][0]["row"] == 0
+    assert status == 400 and assert_clean_error(data, "invalid_input")["details"][0]["row"] == 0
 
 
 def test_too_big_body_and_too_many_rows_are_413(url, row):
@@ -165,7 +165,9 @@ def test_bad_json_is_400(url, body):
     for path in ("/models/adult/predict", "/invocations", "/v2/models/adult/infer"):
         status, _, data = call(url, "POST", path, body)
         assert status == 400, path
-        assert_clean_error(data, "invalid_json")
+        # /invocations reads NaN as null (MLflow's client writes it): then the body lacks a format
+        nan = path == "/invocations" and b"NaN" in body
+        assert_clean_error(data, "invalid_input" if nan else "invalid_json")
 
 
 def test_a_number_out_of_float32_range_is_422(url, row):

@@ -197,7 +197,8 @@ def test_invocations_three_formats_agree(served, native):
         assert np.asarray(body["probabilities"]).shape == (4, 2)
         assert headers["keel-model-version"] == "adult/1"
     status, body = call_json(url, "POST", "/invocations", {"dataframe_records": rows, "inputs": {}})
-    assert status == 422 and "exactly one of" in body["error"]["message"]
+    assert status == 400 and "exactly one of" in body["error"]["message"]
+    assert body["error_code"] == "BAD_REQUEST"  # MLflow's shape beside keel's
 
 
 # -- health, metrics, docs, the prediction sink -----------------------------------------

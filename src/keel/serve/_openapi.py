@@ -2,13 +2,14 @@
 
 It describes every answer an endpoint gives by design: the success body, and each error
 status with the codes behind it (``{"error": {...}}``; on ``/v2`` the Open Inference
-Protocol's flat ``{"error": message, "code", ...}``). Path and query parameters that name a
-model list the served names. Request bodies are as exact as JSON Schema allows; what it
-cannot say (columns of equal length, a tensor's data as long as its shape, every input
-present) is in the operation's description and answered with 422. A model's tensor input is
-described with its declared shape: nested arrays of that shape in a row, and on ``/v2`` its
-``[N, *shape]`` and datatype; another shape or datatype is answered with 400
-``invalid_tensor``.
+Protocol's flat ``{"error": message, "code", ...}``; on MLflow's routes MLflow's
+``{"error_code", "message"}`` beside keel's ``error``, with MLflow's statuses). Path and
+query parameters that name a model list the served names. Request bodies are as exact as
+JSON Schema allows; what it cannot say (columns of equal length, a tensor's data as long as
+its shape, every input present) is in the operation's description and answered with 422
+(400 on MLflow's ``/invocations``). A model's tensor input is described with its declared
+shape: nested arrays of that shape in a row, and on ``/v2`` its ``[N, *shape]`` and
+datatype; another shape or datatype is answered with 400 ``invalid_tensor``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from keel.serve import _mlflow as scoring
 from keel.serve._codec import F32_OVERFLOW
 from keel.serve._errors import STATUS
 
@@ -47,11 +49,22 @@ _DETAILS = {
 }
 _ERROR_FIELDS = {"code": _STR, "message": _STR, "request_id": _STR, "details": _DETAILS}
 
-# Every error body: keel's nested shape, and the Open Inference Protocol's flat one.
+# Every error body: keel's nested shape, the Open Inference Protocol's flat one, and
+# MLflow's (its error_code and message, keel's error object beside them).
+_KEEL_ERROR = _object(("code", "message"), **_ERROR_FIELDS)
 _ERRORS = {
-    "Error": _object(("error",), error=_object(("code", "message"), **_ERROR_FIELDS)),
+    "Error": _object(("error",), error=_KEEL_ERROR),
     "V2Error": _object(("error", "code"), **{**_ERROR_FIELDS, "error": _STR}),
+    "MLflowError": _object(
+        ("error_code", "message", "error"),
+        error_code={"enum": sorted({c for c, _ in scoring.CODES.values()})},
+        message=_STR,
+        error=_KEEL_ERROR,
+    ),
 }
+# Errors answered before an MLflow route's handler runs (auth, a declared body size) are in
+# keel's shape until the errors middleware renders them in MLflow's.
+_BEFORE_HANDLER = frozenset({"unauthorized", "forbidden", "payload_too_large"})
 
 # What the non-inference endpoints answer.
 _LOADED = _object(
@@ -146,6 +159,11 @@ _STATIC = {
         probabilities={"type": "array", "items": {"type": "array", "items": _NUM}},
         model=_STR,
         version=_INT,
+        ignored_params={
+            "type": "array",
+            "items": _STR,
+            "description": "the params given: keel's models take none, so they are ignored",
+        },
     ),
     "Reloaded": _object(
         ("reloaded",),
@@ -291,7 +309,23 @@ def _mlflow(fmt: str, split: Any, records: Any, columns: Any) -> dict[str, Any]:
     if fmt in ("inputs", "instances"):
         body = {"oneOf": [records, columns]}
     others = {f: False for f in _FORMATS if f != fmt}
-    return {"type": "object", "properties": {fmt: body, **others}, "required": [fmt]}
+    params = {
+        "type": ["object", "null"],
+        "description": "MLflow's inference parameters: keel's models take none, so each is "
+        "ignored (and listed in the answer's ignored_params)",
+    }
+    return {
+        "type": "object",
+        "properties": {fmt: body, **others, "params": params},
+        "required": [fmt],
+    }
+
+
+_CSV = {
+    "type": "string",
+    "description": "CSV rows (RFC 4180, UTF-8): a header naming the model's columns, or with "
+    "none (or header=absent) the model's columns in their order; an empty field is missing",
+}
 
 
 def _errors_of(e: Any, keys: bool) -> list[str]:
@@ -308,19 +342,25 @@ def _errors_of(e: Any, keys: bool) -> list[str]:
 
 def _responses(e: Any, keys: bool) -> dict[str, Any]:
     media = {"application/json": {"schema": _ref(e.response) if e.response else {"type": "object"}}}
-    if e.path == "/metrics":
+    if e.path in ("/metrics", "/version"):
         media = {"text/plain": {"schema": _STR}}
     elif e.request == "V2InferRequest":
         media["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
     out: dict[str, Any] = {"200": {"description": "OK", "content": media}}
+    mlflow = e.tag == "mlflow"
     by_status: dict[int, list[str]] = {}
     for code in _errors_of(e, keys):
-        by_status.setdefault(STATUS[code], []).append(code)
+        by_status.setdefault((scoring.STATUS if mlflow else STATUS)[code], []).append(code)
     error = _ref("V2Error" if e.path.startswith("/v2") else "Error")
     for status, codes in sorted(by_status.items()):
+        schema: dict[str, Any] = error
+        if mlflow:
+            schema = _ref("MLflowError")
+            if _BEFORE_HANDLER & set(codes):
+                schema = {"anyOf": [schema, error]}
         out[str(status)] = {
             "description": "An error with code " + " or ".join(codes),
-            "content": {"application/json": {"schema": error}},
+            "content": {"application/json": {"schema": schema}},
         }
     return out
 
@@ -353,16 +393,17 @@ def _operation(e: Any, keys: bool, params: list[dict[str, Any]]) -> dict[str, An
         "responses": _responses(e, keys),
     }
     if e.request:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(e.request)}},
-        }
+        content = {"application/json": {"schema": _ref(e.request)}}
+        if e.request == "InvocationsRequest":
+            content["text/csv"] = {"schema": _CSV}
+        op["requestBody"] = {"required": True, "content": content}
     notes = []
     if e.request in ("InvocationsRequest", "V2InferRequest"):
+        invalid = "400" if e.tag == "mlflow" else "422"
         notes.append(
             "Columns and tensors must hold as many values as there are rows (the shape), and "
-            "every model input must be given; otherwise 422 names the field. A tensor input "
-            "of another shape or datatype than the model declares, or holding NaN or "
+            f"every model input must be given; otherwise {invalid} names the field. A tensor "
+            "input of another shape or datatype than the model declares, or holding NaN or "
             "infinite values, is refused with 400 invalid_tensor naming the expected and the "
             "given."
         )

@@ -1,5 +1,6 @@
 """The route table: every endpoint once, with its auth scope, body kind and OpenAPI text.
-The handlers of the three inference protocols live in :mod:`keel.serve._protocols`."""
+The handlers of the inference protocols live in :mod:`keel.serve._protocols`, MLflow's
+scoring protocol in :mod:`keel.serve._mlflow`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from keel.serve import _mlflow as m
 from keel.serve import _protocols as p
 from keel.serve._errors import ServeError
 from keel.serve._http import Request, Response
@@ -83,17 +85,48 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response="PredictResponse",
         errors=_MODEL,
     ),
+    # MLflow's scoring server (mlflow models serve): its health routes are public, as there
+    E(
+        "GET",
+        "/ping",
+        m.ping,
+        "MLflow's health check: 200 once every model is loaded.",
+        "mlflow",
+        scope=None,
+        response="Health",
+        errors=("not_ready",),
+    ),
+    E(
+        "GET",
+        "/health",
+        m.ping,
+        "MLflow's health check (as /ping).",
+        "mlflow",
+        scope=None,
+        response="Health",
+        errors=("not_ready",),
+    ),
+    E("GET", "/version", m.version, "The server's version, as text.", "mlflow", scope=None),
+    # body None: the handler takes JSON and CSV, and answers its own content-type errors
     E(
         "POST",
         "/invocations",
-        p.invocations,
-        "MLflow scoring: dataframe_split, dataframe_records or inputs; ?model=NAME.",
+        m.invocations,
+        "MLflow scoring: JSON (dataframe_split, dataframe_records, inputs or instances, "
+        "with params) or CSV; ?model=NAME.",
         "mlflow",
-        body="json",
         request="InvocationsRequest",
         response="InvocationsResponse",
         query=("model",),
-        errors=_MODEL,
+        errors=(
+            "invalid_json",
+            "payload_too_large",
+            "unsupported_media_type",
+            "invalid_input",
+            "too_many_rows",
+            "invalid_tensor",
+            *_MODEL,
+        ),
     ),
     E(
         "GET",
