@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import re
 from typing import Any
@@ -82,8 +83,6 @@ _NA = frozenset(
     "|n/a|nan|null".split("|")
 )
 _TRUE, _FALSE = frozenset({"true", "1", "1.0"}), frozenset({"false", "0", "0.0"})
-# A JSON string, or a NaN literal outside one (json.dumps writes NaN for a missing float).
-_NAN_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|(?<![\w.])NaN(?![\w.])', re.DOTALL)
 _SAFE_NAME = re.compile(r"^[\w.\-]{1,64}$")
 _warned: set[str] = set()
 
@@ -239,14 +238,22 @@ def _parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        error = exc
-    if b"NaN" in body:
-        cleaned = _NAN_TOKEN.sub(lambda m: m[0] if m[0][:1] == b'"' else b"null", body)
+        error: Exception = exc
+    if b"NaN" in body:  # rare: only a body with a NaN literal takes this slower parse
         try:
-            return orjson.loads(cleaned)
-        except orjson.JSONDecodeError as exc:
+            value = json.loads(body.decode("utf-8"), parse_constant=_constant)
+            orjson.dumps(value)  # what orjson refuses (a lone surrogate, an integer past 64
+            return value  # bits) stays refused
+        except (ValueError, RecursionError, orjson.JSONEncodeError) as exc:
             error = exc
     raise ServeError("invalid_json", f"the request body is not valid JSON: {error}") from None
+
+
+def _constant(name: str) -> None:
+    """``NaN`` is a missing value; ``Infinity`` and ``-Infinity`` are refused."""
+    if name == "NaN":
+        return None
+    raise ValueError(f"{name} is not a number keel takes (NaN, for a missing value, is)")
 
 
 def _json_payload(body: Any) -> tuple[str, Any, list[str]]:
@@ -319,13 +326,13 @@ def feed_from_csv(
             f"this model reads the tensor input {names}, which CSV cannot carry; send JSON "
             '({"inputs": {...}} or {"instances": [...]})',
         )
-    lines, records = _csv_records(body)
+    text, records = _csv_records(body)
     first = records[0]
     known = set(spec.names)
     has_header = header == "present" or (header is None and any(f in known for f in first))
     if has_header:
         index = _header_index(first, spec)
-        lines, records = lines[1:], records[1:]
+        records = records[1:]
         width = len(first)
         if not records:
             raise MlflowError(
@@ -341,27 +348,30 @@ def feed_from_csv(
             "too_many_rows",
             f"{len(records)} rows in one request; the limit is {config.max_request_rows}",
         )
-    for i, fields in enumerate(records):
-        if len(fields) != width:
-            _wrong_width(i, lines[i], len(fields), width, has_header, header, spec)
+    if set(map(len, records)) != {width}:
+        i = next(i for i, r in enumerate(records) if len(r) != width)
+        line = _lines(text)[i + has_header]
+        _wrong_width(i, line, len(records[i]), width, has_header, header, spec)
+    columns = list(zip(*records, strict=True))
+    underscores = b"_" in body  # 1_000 is a Python float, not a CSV number
     problems = _codec.Problems()
     built = {}
     for name, kind in zip(spec.names, spec.kinds, strict=True):
-        j = index[name]
-        values = [r[j] for r in records]
+        values = columns[index[name]]
         if kind == "string":
             column = np.empty((len(values), 1), dtype=object)
             column[:, 0] = values
             built[name] = column
         else:
-            built[name] = _numbers(values, name, kind == "boolean", problems)
+            built[name] = _numbers(values, name, kind == "boolean", underscores, problems)
     if problems.count:
+        lines = _lines(text)[has_header:]
         _raise_located(problems, lines, auto_header=header is None and not has_header)
     return _codec.block_from_columns(built, spec, len(records))
 
 
-def _csv_records(body: bytes) -> tuple[list[int], list[list[str]]]:
-    """Each non-blank record of the body, and the line it starts on (from 1)."""
+def _csv_records(body: bytes) -> tuple[str, list[list[str]]]:
+    """The body's text and each of its records but the blank ones."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -370,15 +380,10 @@ def _csv_records(body: bytes) -> tuple[list[int], list[list[str]]]:
             f"the CSV is not UTF-8: byte {exc.start} cannot be decoded",
             mlflow_code="BAD_REQUEST",
         ) from None
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
-    lines, records = [], []
-    start = 1
+    text = text.removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        for fields in reader:
-            if fields and fields != [""]:
-                lines.append(start)
-                records.append(fields)
-            start = reader.line_num + 1
+        records = [r for r in reader if r and r != [""]]
     except csv.Error as exc:
         raise MlflowError(
             "invalid_input",
@@ -394,7 +399,19 @@ def _csv_records(body: bytes) -> tuple[list[int], list[list[str]]]:
             [{"field": "body", "expected": "CSV rows", "got": "nothing"}],
             mlflow_code="BAD_REQUEST",
         )
-    return lines, records
+    return text, records
+
+
+def _lines(text: str) -> list[int]:
+    """The line (from 1) each non-blank record of ``text`` starts on (for error messages:
+    a quoted field may span lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    lines, start = [], 1
+    for fields in reader:
+        if fields and fields != [""]:
+            lines.append(start)
+        start = reader.line_num + 1
+    return lines
 
 
 def _header_index(header: list[str], spec: _codec.InputSpec) -> dict[str, int]:
@@ -456,17 +473,21 @@ def _wrong_width(
     )
 
 
-def _numbers(values: list[str], name: str, boolean: bool, problems: Any) -> np.ndarray:
+def _numbers(
+    values: tuple[str, ...], name: str, boolean: bool, underscores: bool, problems: Any
+) -> np.ndarray:
     """A number (or boolean) column ``[n, 1]`` from CSV fields; bad ones go to
-    ``problems``. Fast when every field is a finite number."""
+    ``problems``. Fast when every field is a finite number (``underscores``: whether the
+    body holds one, which NumPy's parse would take)."""
     if not boolean:
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 arr = np.array(values, dtype=np.float32)
         except (ValueError, OverflowError):
             arr = None
-        if arr is not None and np.isfinite(arr).all() and not any("_" in v for v in values):
-            return arr.reshape(-1, 1)
+        if arr is not None and np.isfinite(arr).all():
+            if not (underscores and any("_" in v for v in values)):
+                return arr.reshape(-1, 1)
     out = np.empty((len(values), 1), dtype=np.float32)
     for i, raw in enumerate(values):
         value = _number(raw.strip(), boolean)
