@@ -12,6 +12,8 @@ How, by model:
 * LightGBM (``LightGBMModel``, or a scikit-learn pipeline ending in an LGBM estimator):
   exact path-dependent TreeSHAP from the booster's own ``pred_contrib`` on the encoded
   columns, in its raw output space (log-odds for a binary model). No background needed.
+  After :meth:`Explainer.warm`, single rows take a compiled walk of the flattened trees
+  instead (``keel.audit._explain_paths``, where numba is installed): the same values.
 * linear scikit-learn models (logistic, ridge, ...): exact interventional linear SHAP on
   the encoded columns, ``coef * (z - mean_background(z))``, in decision-function space.
 * anything else, keel's ``Model`` protocol alone: Shapley values of the raw features in the
@@ -27,6 +29,7 @@ output`` (to rounding). Everything returned is plain JSON.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +45,7 @@ from keel.audit._explain_global import (
     shap_importance,
     surrogate_tree,
 )
+from keel.audit._explain_paths import PathShap
 from keel.audit._explain_rows import NUMERIC, RowEncoder, check_row, to_frame
 from keel.audit._explain_sampling import exact_shap, permutation_shap
 from keel.audit._explain_scored import scored_parts
@@ -250,6 +254,8 @@ class Explainer:
     def _fit_tree(self, estimators: list[Any], weights: list[float]) -> None:
         """One TreeShap per booster (several: an ensemble's members, weighted)."""
         self.trees_ = [TreeShap(_booster(e)) for e in estimators]
+        self._paths: list[PathShap] | None = None  # built by warm()
+        self._paths_lock = threading.Lock()
         self.tree_weights_ = [float(w) for w in weights]
         self.tree_ = self.trees_[0]
         k = self.tree_.n_classes
@@ -340,16 +346,43 @@ class Explainer:
         return self.attributions(rows).rows()
 
     def explain_one(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """One dict row of raw values (as a request carries it) explained; the fast path."""
+        """One dict row of raw values (as a request carries it) explained; the fast path
+        (after :meth:`warm`, a tree model's is compiled)."""
         self._check_fitted()
         if self.method_ not in ("tree", "linear"):
             return self.attributions([row]).row(0)
         check_row(row, self.schema_)
         z = self._encode_one(row)
-        exp, bias = self._encoded(z, 1)
-        raw = exp[0] @ self.sum_back_
+        paths = self._paths if self.method_ == "tree" else None
+        if paths:
+            phi, bias = _one_row(paths, z[0], self.tree_weights_, self.sign_)
+        else:
+            exp, biases = self._encoded(z, 1)
+            phi, bias = exp[0], float(biases[0])
+        raw = phi @ self.sum_back_
         about = _about(self.space_, self.method_, self.target_, self.explains_)
-        return _row_dict(self.features_, raw, self.expected_value_, exp[0].sum() + bias[0], about)
+        return _row_dict(self.features_, raw, self.expected_value_, phi.sum() + bias, about)
+
+    def warm(self) -> list[PathShap]:
+        """Make :meth:`explain_one` of a tree model fast, for a caller that explains many
+        single rows (the server does): each booster's trees flattened for the compiled
+        one-row TreeSHAP of ``keel.audit._explain_paths`` (numba compiles it once per
+        process: seconds), about 3x faster than LightGBM's ``pred_contrib`` on one row,
+        with the same values to rounding. Empty (single rows keep going to
+        ``pred_contrib``) without numba or where a booster has trees that walk does not
+        cover: categorical splits, linear leaves."""
+        self._check_fitted()
+        if self.method_ != "tree":
+            return []
+        with self._paths_lock:
+            if self._paths is None:
+                built = [
+                    PathShap.build(t.booster.dump_model(), t.n_iterations, self.column_index_)
+                    for t in self.trees_
+                ]
+                paths = [b for b in built if b is not None]
+                self._paths = paths if len(paths) == len(built) else []
+            return self._paths
 
     def _encoded(self, Z: np.ndarray, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
         """Per encoded column values and the per-row bias (the expected value)."""
@@ -382,6 +415,22 @@ class Explainer:
     def _check_fitted(self) -> None:
         if not hasattr(self, "method_"):
             raise InvalidInput("Explainer is not fitted: call .fit(background) first")
+
+
+def _one_row(
+    paths: list[PathShap], z: np.ndarray, weights: list[float], sign: float
+) -> tuple[np.ndarray, float]:
+    """One encoded row's TreeSHAP values and expected value from the flattened boosters,
+    weighted (an ensemble's members) and signed (the negative class of a binary model)."""
+    phi, bias = paths[0].row(z)
+    scale = sign * weights[0]
+    if scale != 1.0:
+        phi, bias = phi * scale, bias * scale
+    for t, w in zip(paths[1:], weights[1:], strict=True):
+        more, b = t.row(z)
+        phi = phi + more * (sign * w)
+        bias += b * sign * w
+    return phi, float(bias)
 
 
 # ---------------------------------------------------------------------- model structure

@@ -1,9 +1,11 @@
-"""The endpoints: keel's JSON, MLflow's scoring protocol, the Open Inference Protocol v2,
-health, metrics and admin. Each answer names the version that gave it, in the
-``keel-model-version`` header and in the body."""
+"""The endpoints: keel's JSON, the Open Inference Protocol v2, health, metrics and admin,
+and the shared steps MLflow's scoring protocol (keel.serve._mlflow) uses too. Each answer
+names the version that gave it, in the ``keel-model-version`` header and in the body."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
@@ -119,18 +121,24 @@ async def predict(req: Request) -> Response:
             [{"field": "explain", "expected": "false for a tensor model", "got": "true"}],
         )
     feed = _codec.feed_from_records(rows, dep.spec, "rows")
-    # explain what the model sees: the decoded rows (float32 numbers, None for missing)
-    kept = dep.spec.rows(feed) if explain else None
     del body, rows  # keep no parsed JSON (many times the body's size) while the model runs
-    out = await _run(req, dep, feed)
+    # explain what the model sees, the decoded rows (float32 numbers, None for missing), in
+    # a thread while the model predicts
+    explaining = _explain(dep, dep.spec.rows(feed)) if explain else None
+    try:
+        out = await _run(req, dep, feed)
+    except BaseException:
+        if explaining is not None:
+            explaining.add_done_callback(_drop)
+        raise
     answer = {
         "model": slot.route.name,
         "version": dep.version,
         "request_id": req.state["request_id"],
         "predictions": dep.outputs_of(out, 0, _codec.n_rows(feed)),
     }
-    if kept is not None:
-        answer["explanations"] = await _explain(dep, kept)
+    if explaining is not None:
+        answer["explanations"] = await _explanations(dep, explaining)
     return _answer(dep, answer)
 
 
@@ -147,27 +155,36 @@ def _explain_flag(body: Any) -> bool:
     return flag
 
 
-async def _explain(dep: Any, rows: list[Any]) -> list[dict[str, Any]]:
-    """Each row's local explanation (SHAP values per raw feature, in the model's margin),
-    computed in a thread: the model's explainer is loaded on first use."""
-    import asyncio
-    import logging
-
-    log = logging.getLogger("keel.serve")
+def _explain(dep: Any, rows: list[Any]) -> asyncio.Future[list[dict[str, Any]]]:
+    """Start each row's local explanation (SHAP values per raw feature, in the model's
+    margin) in a thread: the model's explainer is loaded on first use, and a tree model's
+    compiled TreeSHAP runs without the GIL, beside the prediction."""
 
     def run() -> list[dict[str, Any]]:
         explainer = dep.explainer()
         return [explainer.explain_one(row) for row in rows]
 
+    return asyncio.get_running_loop().run_in_executor(None, run)
+
+
+async def _explanations(
+    dep: Any, explaining: asyncio.Future[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     try:
-        return await asyncio.get_running_loop().run_in_executor(None, run)
+        return await explaining
     except ServeError:
         raise
     except InvalidInput as exc:
         raise ServeError("invalid_input", f"explain: {exc}") from None
     except Exception:  # the explainer's failure is the server's, not the caller's input
-        log.exception("serve: explaining %s failed", dep.ref)
+        logging.getLogger("keel.serve").exception("serve: explaining %s failed", dep.ref)
         raise ServeError("internal", "the explanation could not be computed") from None
+
+
+def _drop(done: asyncio.Future[Any]) -> None:
+    """An explanation nobody will read (the prediction failed): retrieve its outcome."""
+    if not done.cancelled():
+        done.exception()
 
 
 async def list_models(req: Request) -> Response:
@@ -183,43 +200,6 @@ async def list_models(req: Request) -> Response:
             }
         )
     return json_response({"models": models})
-
-
-# -- MLflow scoring ---------------------------------------------------------------------
-
-_MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
-
-
-async def invocations(req: Request) -> Response:
-    slot = _slot(req, req.query.get("model"))
-    with slot.arrivals:
-        body = await req.json()
-    given = [k for k in _MLFLOW_FORMATS if isinstance(body, dict) and k in body]
-    if len(given) != 1:
-        raise ServeError(
-            "invalid_input",
-            f"expected exactly one of {', '.join(_MLFLOW_FORMATS)} in the body, got "
-            f"{', '.join(given) or 'none'}",
-        )
-    key = given[0]
-    payload = body[key]
-    if isinstance(payload, list):
-        _check_rows(req, len(payload))
-    dep = _pick(req, slot)
-    if key == "dataframe_split":
-        feed = _codec.feed_from_split(payload, dep.spec)
-    elif isinstance(payload, dict):
-        feed = _codec.feed_from_columns(payload, dep.spec, key)
-    else:
-        feed = _codec.feed_from_records(payload, dep.spec, key)
-    del body, payload  # keep no parsed JSON (many times the body's size) while the model runs
-    out = await _run(req, dep, feed)
-    if dep.task == "regression":
-        answer = {"predictions": out["variable"][:, 0]}
-    else:
-        answer = {"predictions": out["label"].tolist(), "probabilities": out["probabilities"]}
-    answer.update(model=slot.route.name, version=dep.version)
-    return _answer(dep, answer)
 
 
 # -- Open Inference Protocol v2 ---------------------------------------------------------

@@ -96,7 +96,8 @@ class Deployment:
 
     def explainer(self) -> Any:
         """The version's :class:`keel.audit.Explainer`, built on first use (blocking: call it
-        in a thread): exact TreeSHAP for LightGBM, else against 100 training rows."""
+        in a thread): exact TreeSHAP for LightGBM (its trees flattened for the compiled
+        one-row walk, :meth:`keel.audit.Explainer.warm`), else against 100 training rows."""
         with self._explainer_lock:
             if self._explainer is None:
                 from keel.audit import Explainer
@@ -105,6 +106,7 @@ class Deployment:
                 model = load_model(self.store.blobs, self.artifact_sha)
                 try:
                     self._explainer = Explainer(model).fit()
+                    self._explainer.warm()
                 except InvalidInput:  # not a tree model: needs background rows
                     from keel.export import prepared_of
 
