@@ -4,6 +4,8 @@ names the version that gave it, in the ``keel-model-version`` header and in the 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
@@ -119,18 +121,24 @@ async def predict(req: Request) -> Response:
             [{"field": "explain", "expected": "false for a tensor model", "got": "true"}],
         )
     feed = _codec.feed_from_records(rows, dep.spec, "rows")
-    # explain what the model sees: the decoded rows (float32 numbers, None for missing)
-    kept = dep.spec.rows(feed) if explain else None
     del body, rows  # keep no parsed JSON (many times the body's size) while the model runs
-    out = await _run(req, dep, feed)
+    # explain what the model sees, the decoded rows (float32 numbers, None for missing), in
+    # a thread while the model predicts
+    explaining = _explain(dep, dep.spec.rows(feed)) if explain else None
+    try:
+        out = await _run(req, dep, feed)
+    except BaseException:
+        if explaining is not None:
+            explaining.add_done_callback(_drop)
+        raise
     answer = {
         "model": slot.route.name,
         "version": dep.version,
         "request_id": req.state["request_id"],
         "predictions": dep.outputs_of(out, 0, _codec.n_rows(feed)),
     }
-    if kept is not None:
-        answer["explanations"] = await _explain(dep, kept)
+    if explaining is not None:
+        answer["explanations"] = await _explanations(dep, explaining)
     return _answer(dep, answer)
 
 
@@ -147,27 +155,36 @@ def _explain_flag(body: Any) -> bool:
     return flag
 
 
-async def _explain(dep: Any, rows: list[Any]) -> list[dict[str, Any]]:
-    """Each row's local explanation (SHAP values per raw feature, in the model's margin),
-    computed in a thread: the model's explainer is loaded on first use."""
-    import asyncio
-    import logging
-
-    log = logging.getLogger("keel.serve")
+def _explain(dep: Any, rows: list[Any]) -> asyncio.Future[list[dict[str, Any]]]:
+    """Start each row's local explanation (SHAP values per raw feature, in the model's
+    margin) in a thread: the model's explainer is loaded on first use, and a tree model's
+    compiled TreeSHAP runs without the GIL, beside the prediction."""
 
     def run() -> list[dict[str, Any]]:
         explainer = dep.explainer()
         return [explainer.explain_one(row) for row in rows]
 
+    return asyncio.get_running_loop().run_in_executor(None, run)
+
+
+async def _explanations(
+    dep: Any, explaining: asyncio.Future[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     try:
-        return await asyncio.get_running_loop().run_in_executor(None, run)
+        return await explaining
     except ServeError:
         raise
     except InvalidInput as exc:
         raise ServeError("invalid_input", f"explain: {exc}") from None
     except Exception:  # the explainer's failure is the server's, not the caller's input
-        log.exception("serve: explaining %s failed", dep.ref)
+        logging.getLogger("keel.serve").exception("serve: explaining %s failed", dep.ref)
         raise ServeError("internal", "the explanation could not be computed") from None
+
+
+def _drop(done: asyncio.Future[Any]) -> None:
+    """An explanation nobody will read (the prediction failed): retrieve its outcome."""
+    if not done.cancelled():
+        done.exception()
 
 
 async def list_models(req: Request) -> Response:
