@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         _mitigate_cmds,
         _monitor_cmds,
         _pipeline_cmds,
+        _score_cmds,
         _serve_cmds,
         _ui_cmds,
     )
