@@ -127,7 +127,9 @@ def run_demo(
         best = result.final.register(
             store, MODEL_NAME, "LightGBM on UCI Adult, best of an Optuna search"
         )
-        audits = {"best": _audited(store, best.ref, ["performance", "fairness"], seed)}
+        audits: dict[str, Any] = {
+            "best": _audited(store, best.ref, ["performance", "fairness"], seed)
+        }
         reweighed = mitigate(store, best.ref, "reweigh", "sex").version
         thresholded = mitigate(store, best.ref, "threshold", "sex").version
         audits["threshold"] = _audited(store, thresholded.ref, ["performance", "fairness"], seed)
@@ -135,9 +137,11 @@ def run_demo(
         audits["reweigh"] = _audited(store, reweighed.ref, sections, seed)
         mv = reweighed  # a LightGBM model: it exports to ONNX and serves
         why = "reweighed for sex; passes the gates"
+        override = None
         if not audits["reweigh"]["passed"]:  # a short search can land just past the bar
-            audits["override"] = "demo: the reweighed model is the servable one; see its card"
-        registry.set_alias(store, mv.ref, "production", why=why, override=audits.get("override"))
+            override = "demo: the reweighed model is the servable one; see its card"
+            audits["override"] = override
+        registry.set_alias(store, mv.ref, "production", why=why, override=override)
         exported, tradeoff, variants = export_variants(store, mv.ref, prune={}, distill={})
         pruned, distilled = variants
         registry.set_alias(store, pruned, "candidate", why="pruned variant, on a 10% canary")

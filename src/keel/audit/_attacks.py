@@ -45,7 +45,10 @@ def noise_accuracy(
             col = X_train[c].astype(float)
             v = X[c].astype(float).to_numpy()
             v = np.clip(v + rng.normal(0.0, s * col.std(), len(v)), col.min(), col.max())
-            noisy[c] = np.round(v).astype(X[c].dtype) if types[c] == "int" else v
+            if types[c] == "int":  # rounded, in the column's own (NumPy or pandas) dtype
+                noisy[c] = pd.Series(np.round(v), index=X.index).astype(X[c].dtype)
+            else:
+                noisy[c] = v
         gaussian.append({"scale": s, "accuracy": acc(noisy)})
     flips = []
     for r in flip_rates:
@@ -75,7 +78,7 @@ def _flip(col: pd.Series, train_col: pd.Series, rate: float, rng: Any) -> pd.Ser
     if len(values) < 2:
         return out
     hit = np.flatnonzero(rng.random(len(col)) < rate)
-    for i in hit:
+    for i in hit.tolist():
         others = values[values != col.iloc[i]]
         out.iloc[i] = others[rng.integers(len(others))]
     return out

@@ -52,12 +52,14 @@ def space_classifier(space: Any) -> Any:
     map from [0, 1] back to encoded features, so ART's gradients are the network's own."""
     from keel.models._torch import torch
 
-    t = torch()
+    t = torch()  # first, so that a missing torch fails with the install command
+    from torch import nn
+
     net = space.estimator.net
     lo = t.as_tensor(space.lo, dtype=t.float32)
     span = t.as_tensor(space.span, dtype=t.float32)
 
-    class FromUnit(t.nn.Module):
+    class FromUnit(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.net = net

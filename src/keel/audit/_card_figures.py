@@ -123,7 +123,7 @@ def privacy_figures(s: Mapping[str, Any]) -> list[Block]:
     if not isinstance(priv, Mapping):
         return []
     out: list[Block] = []
-    mia = priv.get("mia") if isinstance(priv.get("mia"), Mapping) else {}
+    mia = priv["mia"] if isinstance(priv.get("mia"), Mapping) else {}
     rows = [
         (label, mia[key]["advantage"])
         for key, label in _MIA

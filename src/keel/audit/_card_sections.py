@@ -72,11 +72,11 @@ def _statement(value: Any, where: str) -> Any:
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
-        items = [str(v).strip() for v in value if str(v).strip()]
-        return items or None
+        texts = [str(v).strip() for v in value if str(v).strip()]
+        return texts or None
     if isinstance(value, Mapping):
-        items = {str(k): _statement(v, f"{where}.{k}") for k, v in value.items()}
-        return {k: v for k, v in items.items() if v is not None} or None
+        parts = {str(k): _statement(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: v for k, v in parts.items() if v is not None} or None
     raise InvalidInput(f"{where}: expected text or a list of texts, got {value!r}")
 
 

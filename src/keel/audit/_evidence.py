@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import insert, select
 
-from keel.errors import InvalidInput, NotFound
+from keel.errors import InvalidInput, NotFound, StoreError
 from keel.store import Store, _tables
 
 __all__ = [
@@ -418,7 +418,7 @@ def save_evidence(store: Store, ref: str, doc: dict[str, Any]) -> Evidence:
     sha = store.blobs.put_bytes(data)
     sections = [s for s in doc if s in SECTIONS or s in ("robustness", "privacy", "mitigation")]
     with store.write() as conn:
-        row_id = conn.execute(
+        result = conn.execute(
             insert(_t).values(
                 name=mv.name,
                 version=mv.version,
@@ -428,7 +428,10 @@ def save_evidence(store: Store, ref: str, doc: dict[str, Any]) -> Evidence:
                 created_at=now,
                 created_by=who,
             )
-        ).inserted_primary_key[0]
+        )
+        if result.inserted_primary_key is None:  # a single-row insert always reports its id
+            raise StoreError(f"evidence of {mv.ref}: the store returned no row id")
+        row_id = result.inserted_primary_key[0]
         store.add_edge(conn, ("evidence", str(row_id)), ("model", mv.ref), "audits")
         store.add_event(conn, "audited", mv.ref, {"evidence": row_id, "sections": sections})
     return Evidence(int(row_id), mv.ref, sha, doc)

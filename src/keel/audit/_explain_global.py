@@ -76,17 +76,33 @@ class _Frozen:
 def _scorer(model: Any, scoring: str, k: int | None) -> Any:
     from sklearn import metrics
 
+    if scoring == "roc_auc":
+        if k is None:
+            raise InvalidInput(
+                f"scoring: roc_auc scores a classifier's probabilities; this model's task is "
+                f"{model.task!r}; expected r2 or neg_rmse"
+            )
+        return _auc_scorer(model, k)
+
     def score(est: _Frozen, X: pd.DataFrame, y: np.ndarray) -> float:
-        if scoring == "roc_auc":
-            classes = list(model.output_schema["classes"])
-            p = np.asarray(model.predict_proba(X))[:, k]
-            return float(metrics.roc_auc_score(np.asarray(y) == classes[k], p))
         pred = np.asarray(model.predict(X))
         if scoring == "accuracy":
             return float(np.mean(pred.astype(str) == np.asarray(y).astype(str)))
         if scoring == "r2":
             return float(metrics.r2_score(y, pred))
         return -float(np.sqrt(np.mean((np.asarray(y, dtype=float) - pred) ** 2)))
+
+    return score
+
+
+def _auc_scorer(model: Any, k: int) -> Any:
+    from sklearn import metrics
+
+    positive = list(model.output_schema["classes"])[k]
+
+    def score(est: _Frozen, X: pd.DataFrame, y: np.ndarray) -> float:
+        p = np.asarray(model.predict_proba(X))[:, k]
+        return float(metrics.roc_auc_score(np.asarray(y) == positive, p))
 
     return score
 
@@ -397,7 +413,7 @@ def explanation_evidence(
     out["surrogate"] = surrogate_tree(model, frame, max_depth=surrogate_depth, seed=seed)
     timings["surrogate_s"] = time.perf_counter() - t0
     tell("surrogate", 1.0, "surrogate tree")
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in ("keel", "lightgbm", "scikit-learn", "numpy", "pandas"):
         try:
             versions[name] = metadata.version(name)

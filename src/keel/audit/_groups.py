@@ -158,8 +158,8 @@ def binary(y: Any, name: str, pos_label: Any = None) -> np.ndarray:
             f"{name}: expected labels 0/1 (or pass pos_label= naming the positive class), "
             f"got values {seen}"
         )
-    seen = pd.unique(arr)
-    if len(seen) > 2 or pd.isna(seen).any():
+    classes = pd.unique(arr)
+    if len(classes) > 2 or pd.isna(classes).any():
         raise InvalidInput(
             f"{name}: expected two classes, one of them pos_label={pos_label!r}, "
             f"got values {_distinct(arr)}"

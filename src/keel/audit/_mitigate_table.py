@@ -53,7 +53,9 @@ def before_after(
         gm_b = group_metrics(y, b, groups, pos_label=pos_label, missing="group")
         gm_a = group_metrics(y, a, groups, pos_label=pos_label, missing="group")
         d_b, d_a = disparities(gm_b.confusion), disparities(gm_a.confusion)
-        entry: dict[str, Any] = {name: _change(d_b[name], d_a[name]) for name in DISPARITIES}
+        entry: dict[str, Any] = {  # one table of groups, so each disparity is a 0-d array
+            name: _change(float(d_b[name]), float(d_a[name])) for name in DISPARITIES
+        }
         labels = [group_key(lab) for lab in gm_b.labels]
         entry["selection_rate"] = {
             g: _change(sb, sa)

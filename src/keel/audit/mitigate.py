@@ -166,7 +166,7 @@ def reweigh(
     keys = group_keys(parent.prep.train, parent.sensitive)
     weights = reweighing_weights(keys, parent.y_train)
     cells = _weight_table(keys, parent.y_train, weights)
-    settings = {
+    settings: dict[str, Any] = {
         "method": "reweigh",
         "constraint": constraint,
         "sensitive": parent.sensitive,
