@@ -6,6 +6,7 @@ error shape and statuses (checked against ``mlflow.exceptions.ERROR_CODE_TO_HTTP
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from importlib.metadata import version
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from keel import registry
-from keel.serve import ApiKey, KeyRing, start
+from keel.serve import ApiKey, KeyRing, MemorySink, start
 from keel.train import train
 from tests.serve._support import adult_store, call, call_json, records, train_lgb
 
@@ -30,8 +31,9 @@ def setup(tmp_path_factory):
     mv = train_lgb(store, "adult")
     age = train(store, "adult", "age", params={"n_estimators": 10}, seed=2).register(store, "age")
     registry.set_alias(store, age.ref, "production")
-    server = start(store, ["adult", "age"], max_request_rows=200, watch_seconds=0)
-    yield server, store, df, registry.load(store, mv.ref)
+    sink = MemorySink()
+    server = start(store, ["adult", "age"], sink=sink, max_request_rows=200, watch_seconds=0)
+    yield server, store, df, registry.load(store, mv.ref), sink
     server.stop()
     store.close()
 
@@ -412,3 +414,26 @@ def test_ping_is_503_until_the_models_are_loaded(setup):
             {"field": "adult", "expected": "loaded", "got": "loading"}
         ]
     assert asyncio.run(get("/version"))[0] == 200
+
+
+def test_csv_rows_are_logged_as_the_json_ones(url, setup, frame):
+    """The prediction log keeps a CSV request's rows as it keeps the same rows sent as
+    MLflow's client sends them (NaN literals): the same inputs, missing values as None."""
+    sink = setup[4]
+    head = frame.head(3)
+    assert head.isna().any().any()
+    call(url, "POST", "/invocations", csv_of(head), {"x-request-id": "csv-1"}, "text/csv")
+    split = head.to_dict(orient="split")
+    body = json.dumps({"dataframe_split": split}).encode()  # NaN for the missing values
+    call(url, "POST", "/invocations", body, {"x-request-id": "json-1"})
+    logged: dict[str, list] = {}
+    for _ in range(200):  # the sink is fed after the answer; wait a little, bounded
+        logged = {
+            rid: [e for e in sink.entries if e["request_id"] == rid] for rid in ("csv-1", "json-1")
+        }
+        if all(len(v) == 3 for v in logged.values()):
+            break
+        threading.Event().wait(0.01)
+    assert [e["inputs"] for e in logged["csv-1"]] == [e["inputs"] for e in logged["json-1"]]
+    assert [e["outputs"] for e in logged["csv-1"]] == [e["outputs"] for e in logged["json-1"]]
+    assert any(None in e["inputs"].values() for e in logged["csv-1"])
