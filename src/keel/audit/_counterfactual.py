@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,11 +60,13 @@ def counterfactual_search(
     top_columns: int = 8,
     top_values: int = 3,
     exhaustive_cap: int = 4000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """For each row of ``X`` (whose model class index is ``labels``): the minimal flipping
     change with at most ``max_features`` features, as ``{"features": k, "distance": d,
     "changes": {column: [old, new]}, "row": DataFrame, "exhaustive": [...]}``;
-    ``features`` is None when none was found."""
+    ``features`` is None when none was found. ``progress(level, max_features)`` is told as
+    each number of features is done."""
     X = X.reset_index(drop=True)
     out: list[dict[str, Any]] = [{"features": None, "exhaustive": []} for _ in range(len(X))]
     scores: list[dict[int, list[tuple[float, float]]]] = [{} for _ in range(len(X))]
@@ -95,6 +98,8 @@ def counterfactual_search(
             found = _flip(vr, X.iloc[[i]], codes[i], int(labels[i]), combos, k, scores[i])
             if found is not None:
                 out[i].update(found)
+        if progress is not None:
+            progress(k, max_features)
     return out
 
 
@@ -112,7 +117,7 @@ def _flip(
     each value is kept in ``scores``."""
     span = np.array([c.span if c.kind != "category" else 1.0 for c in vr.mutable])
     is_cat = np.array([c.kind == "category" for c in vr.mutable])
-    z_base = vr.fast.base(base) if vr.fast is not None else None
+    at = vr.fast.at(base) if vr.fast is not None else None
     best: tuple[float, np.ndarray] | None = None
     for chunk in _chunks(combos):
         C = np.tile(bcodes, (sum(len(v) for _, v in chunk), 1))
@@ -121,8 +126,8 @@ def _flip(
             C[pos : pos + len(vals), list(cols)] = np.asarray(vals, dtype=np.float64)
             pos += len(vals)
         vr.queries += len(C)
-        if vr.fast is not None:
-            proba = vr.fast.proba(C, bcodes, z_base)
+        if vr.fast is not None and at is not None:
+            proba = vr.fast.proba(C, at)
         else:
             proba = np.asarray(vr.model.predict_proba(vr.frame(C, base)), dtype=np.float64)
         if k == 1:
@@ -155,8 +160,8 @@ def _flip(
 
 
 def _chunks(
-    combos: list[tuple[tuple[str, ...], list[tuple]]],
-) -> list[list[tuple[tuple[str, ...], list[tuple]]]]:
+    combos: list[tuple[tuple[int, ...], list[tuple]]],
+) -> list[list[tuple[tuple[int, ...], list[tuple]]]]:
     out: list[list[Any]] = [[]]
     size = 0
     for combo in combos:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -110,10 +111,11 @@ def valid_hopskipjump(
     budgets: tuple[float, ...] = HSJ_BUDGETS,
     eps: float = HSJ_DEFAULT_EPS,
     pool_rows: int = 200,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """HopSkipJump (L2, untargeted, decision-only) on the valid rows around each row of
     ``X``; returns the report and the adversarial valid rows (the row itself where the
-    attack found nothing)."""
+    attack found nothing). ``progress(done, total)`` is told after each row."""
     max_iter = _check("max_iter", max_iter, 0)
     max_eval = _check("max_eval", max_eval, 1)
     if isinstance(eps, bool) or not isinstance(eps, int | float) or not eps >= 0:
@@ -125,8 +127,11 @@ def valid_hopskipjump(
     starts = _starts(vr, X, labels, pool) if max_iter > 0 and vr.dim > 0 else [None] * len(X)
     advs = []
     for i in range(len(X)):
+        if progress is not None and i:
+            progress(i, len(X))
         base = X.iloc[[i]]
-        if starts[i] is None:
+        start = starts[i]
+        if start is None:
             advs.append(base)
             continue
         oracle = vr.row_oracle(base)
@@ -145,7 +150,7 @@ def valid_hopskipjump(
         u0 = vr.points(base).astype(np.float32)
         with _seeded(seed + i), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            adv = attack.generate(u0, x_adv_init=starts[i][None].astype(np.float32))
+            adv = attack.generate(u0, x_adv_init=start[None].astype(np.float32))
         advs.append(vr.rows(adv, base))
     A = pd.concat(advs, ignore_index=True) if advs else X.iloc[:0]
     queries = vr.queries

@@ -226,7 +226,9 @@ class ValidRows:
                 new = np.where(idx >= 0, cats[np.maximum(idx, 0)], old.to_numpy(dtype=object))
                 out[c.name] = new if old.dtype == object else pd.Series(new).astype(old.dtype)
             elif c.kind == "int" and not np.isnan(C[:, k]).any():
-                out[c.name] = C[:, k].astype(old.dtype if old.dtype.kind in "iu" else np.int64)
+                whole = C[:, k].astype(np.int64)
+                # in the column's own integer dtype (NumPy or pandas' nullable Int64)
+                out[c.name] = pd.Series(whole, dtype=old.dtype) if old.dtype.kind in "iu" else whole
             else:
                 out[c.name] = C[:, k]
         return out
@@ -255,7 +257,7 @@ class ValidRows:
         bcodes = self.codes(base)[0]
         cache: dict[bytes, np.ndarray] = {}
         fast = self.fast
-        z_base = fast.base(base) if fast is not None else None
+        at = fast.at(base) if fast is not None else None
 
         def proba(U: np.ndarray) -> np.ndarray:
             C = self.project(U, bcodes)
@@ -263,8 +265,8 @@ class ValidRows:
             todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
             if todo:
                 self.queries += len(todo)
-                if fast is not None:
-                    p = fast.proba(C[todo], bcodes, z_base)
+                if fast is not None and at is not None:
+                    p = fast.proba(C[todo], at)
                 else:
                     p = np.asarray(self.model.predict_proba(self.frame(C[todo], base)))
                 cache.update(zip([keys[i] for i in todo], p, strict=True))

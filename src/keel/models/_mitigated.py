@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,9 +56,13 @@ __all__ = [
     "EnsembleModel",
     "ThresholdedModel",
     "draw_decisions",
+    "draw_with",
     "group_keys",
+    "hashes_to_uniforms",
     "request_uniforms",
+    "row_hashes",
     "row_uniforms",
+    "value_hashes",
 ]
 
 FLAVORS = ("postprocessed", "randomized_ensemble")
@@ -79,39 +84,91 @@ def _text(v: Any) -> str:
     return str(v)
 
 
+def _texts(col: pd.Series, missing: str) -> np.ndarray:
+    """Each cell of ``col`` as the text it is keyed or hashed by (``missing`` where missing);
+    each distinct value is converted once."""
+    codes, uniques = pd.factorize(col.astype(object), use_na_sentinel=True)
+    table = np.asarray([_text(v) for v in uniques] + [missing], dtype=object)
+    return table[codes]  # code -1 (missing) takes the last entry
+
+
 def group_keys(X: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """Each row's group as text: the value of the one sensitive column, or the values of
     several joined with ``" & "``; a missing value is ``"(missing)"``."""
-    parts = []
-    for c in columns:
-        col = X[c]
-        missing = col.isna().to_numpy()
-        values = col.astype(object).to_numpy()
-        parts.append([MISSING if m else _text(v) for v, m in zip(values, missing, strict=True)])
+    parts = [_texts(X[c], MISSING) for c in columns]
     if len(parts) == 1:
-        return np.asarray(parts[0], dtype=object)
+        return parts[0]
     return np.asarray([" & ".join(t) for t in zip(*parts, strict=True)], dtype=object)
+
+
+def _hash_key(seed: int) -> str:
+    return f"keel{int(seed) % 10**12:012d}"  # SipHash's key: 16 characters
+
+
+def value_hashes(values: Any, numeric: bool, seed: int) -> np.ndarray:
+    """The hash of each value of one column as :func:`row_uniforms` combines them: a number
+    as float64 (NaN when missing), anything else as its text (NUL when missing)."""
+    col = pd.Series(values) if not isinstance(values, pd.Series) else values
+    if numeric:
+        canon = pd.to_numeric(col, errors="coerce").astype(np.float64).to_numpy()
+    else:
+        canon = _texts(col, "\x00")
+    return pd.util.hash_array(canon, hash_key=_hash_key(seed), categorize=True)
+
+
+def row_hashes(values: dict[str, Any], input_schema: list[dict[str, Any]], seed: int) -> np.ndarray:
+    """One row's per-column hashes (:func:`value_hashes`, in input-schema order) from its
+    values by column name: the same numbers as hashing each column, without a frame."""
+    numeric = [c.get("type") in ("int", "float") for c in input_schema]
+    vals = [values[c["name"]] for c in input_schema]
+    nums = pd.Series([v for v, n in zip(vals, numeric, strict=True) if n], dtype=object)
+    f = pd.to_numeric(nums, errors="coerce").astype(np.float64).to_numpy()
+    texts = np.asarray(
+        ["\x00" if _isna(v) else _text(v) for v, n in zip(vals, numeric, strict=True) if not n],
+        dtype=object,
+    )
+    key = _hash_key(seed)
+    hf = pd.util.hash_array(f, hash_key=key) if len(f) else f.astype(np.uint64)
+    ht = pd.util.hash_array(texts, hash_key=key) if len(texts) else f[:0].astype(np.uint64)
+    out = np.empty(len(vals), dtype=np.uint64)
+    out[np.flatnonzero(numeric)] = hf
+    out[np.flatnonzero(~np.asarray(numeric, dtype=bool))] = ht
+    return out
+
+
+def _isna(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def hashes_to_uniforms(H: np.ndarray) -> np.ndarray:
+    """Rows of per-column hashes (``[rows, columns]``, uint64, in input-schema order) → a
+    number in [0, 1) per row: CPython's tuple-hash combination, as pandas'
+    ``hash_pandas_object`` combines a DataFrame's columns (so the draws equal those keel made
+    with it), then the top 24 bits."""
+    H = np.asarray(H, dtype=np.uint64)
+    n_items = H.shape[1]
+    out = np.full(H.shape[0], 0x345678, dtype=np.uint64)
+    mult = np.uint64(1000003)
+    with np.errstate(over="ignore"):
+        for i in range(n_items):
+            out ^= H[:, i]
+            out *= mult
+            mult += np.uint64(82520 + 2 * (n_items - i))
+        out += np.uint64(97531)
+    return (out >> np.uint64(40)).astype(np.float64) / float(2**24)
 
 
 def row_uniforms(X: pd.DataFrame, input_schema: list[dict[str, Any]], seed: int) -> np.ndarray:
     """A number in [0, 1) per row from a keyed hash of its values: numbers as float64,
     everything else as text, so a row sent as JSON hashes like the same row read from a
     file."""
-    canon: dict[str, Any] = {}
-    for c in input_schema:
-        col = X[c["name"]]
-        if c.get("type") in ("int", "float"):
-            canon[c["name"]] = pd.to_numeric(col, errors="coerce").astype(np.float64).to_numpy()
-        else:
-            missing = col.isna().to_numpy()
-            values = col.astype(object).to_numpy()
-            canon[c["name"]] = np.asarray(
-                ["\x00" if m else _text(v) for v, m in zip(values, missing, strict=True)],
-                dtype=object,
-            )
-    key = f"keel{int(seed) % 10**12:012d}"
-    h = pd.util.hash_pandas_object(pd.DataFrame(canon), index=False, hash_key=key).to_numpy()
-    return (h >> np.uint64(40)).astype(np.float64) / float(2**24)
+    H = np.empty((len(X), len(input_schema)), dtype=np.uint64)
+    for j, c in enumerate(input_schema):
+        H[:, j] = value_hashes(X[c["name"]], c.get("type") in ("int", "float"), seed)
+    return hashes_to_uniforms(H)
 
 
 def request_uniforms(seed: int, request_id: str, n: int) -> np.ndarray:
@@ -135,12 +192,18 @@ def draw_decisions(
 ) -> np.ndarray:
     """Positive where the row's own uniform number is below its probability of a positive
     decision (rows at 0 or 1, up to rounding in a sum of weights, are not drawn)."""
+    return draw_with(pmf, lambda idx: row_uniforms(X.iloc[idx], input_schema, seed))
+
+
+def draw_with(pmf: np.ndarray, uniforms: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """:func:`draw_decisions` with the rows' uniform numbers from ``uniforms(indices)``, asked
+    only for the rows whose probability lies strictly between 0 and 1."""
     eps = 1e-9
     out = pmf >= 1.0 - eps
     band = (pmf > eps) & ~out
     if band.any():
         idx = np.flatnonzero(band)
-        out[idx] = row_uniforms(X.iloc[idx], input_schema, seed) < pmf[idx]
+        out[idx] = uniforms(idx) < pmf[idx]
     return out
 
 
@@ -245,15 +308,25 @@ class ThresholdedModel(_Randomized):
     def tags(self) -> dict[str, Any]:
         return {**super().tags, "sensitive": list(self.rule["sensitive"])}
 
+    @property
+    def positive_index(self) -> int:
+        """The column of the base model's probabilities that the thresholds read."""
+        return self.classes_.index(self.rule["positive_class"])
+
     def _pmf(self, X: pd.DataFrame) -> np.ndarray:
         base_cols = [c["name"] for c in self.base.input_schema]
         proba = np.asarray(self.base.predict_proba(X[base_cols]), dtype=np.float64)
-        scores = proba[:, self.classes_.index(self.rule["positive_class"])]
         keys = group_keys(X, list(self.rule["sensitive"]))
+        return self.pmf_from_scores(proba[:, self.positive_index], keys)
+
+    def pmf_from_scores(self, scores: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """The probability of a positive decision from the base model's scores and the rows'
+        group keys (:func:`group_keys`)."""
+        scores = np.asarray(scores, dtype=np.float64)
         pmf = (scores > 0.5).astype(np.float64)  # the base decision, for unseen groups
         for key, g in self.rule["groups"].items():
-            rows = keys == key
-            if not rows.any():
+            rows = np.flatnonzero(keys == key)
+            if not len(rows):
                 continue
             s = scores[rows]
             p = g["p0"] * _apply(g["operation0"], s) + g["p1"] * _apply(g["operation1"], s)
@@ -370,8 +443,11 @@ class EnsembleModel(_Randomized):
         return {**super().tags, "members": len(self.members)}
 
     def _pmf(self, X: pd.DataFrame) -> np.ndarray:
-        Xt = self.transformer.transform(X)
-        pmf = np.zeros(len(X), dtype=np.float64)
+        return self.pmf_encoded(self.transformer.transform(X))
+
+    def pmf_encoded(self, Xt: Any) -> np.ndarray:
+        """The probability of a positive decision from the transformed features."""
+        pmf = np.zeros(Xt.shape[0], dtype=np.float64)
         for member, w in zip(self.members, self.weights, strict=True):
             pmf += w * _member_decision(member, Xt)
         return np.clip(pmf, 0.0, 1.0)
