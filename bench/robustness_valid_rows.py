@@ -13,10 +13,9 @@ immutable features frozen:
   features to valid values, the median number changed and the features changed most.
 
 Adult: the bundled ``keel.datasets.adult`` train split (``--adult-rows`` of it, seeded;
-default all 32,561) with the test split as hold-out; frozen age, race, sex. German credit
-(1,000 rows; not bundled in keel.datasets) is read from ``../shared/data/german.data``
-(``--german``), split 80/20 stratified; frozen age, personal status and sex, foreign
-worker.
+default all 32,561) with the test split as hold-out; frozen age, race, sex. German credit:
+the bundled ``keel.datasets.german_credit`` (1,000 rows, codes mapped to words), split 80/20
+stratified (seed 0); frozen age, personal status and sex, foreign worker.
 
     .venv/bin/python bench/robustness_valid_rows.py
     # writes bench/results/robustness_valid_rows.json
@@ -34,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, machine, table, write_results  # noqa: E402
+from _common import machine, table, write_results  # noqa: E402
 
 PACKAGES = ("keel", "adversarial-robustness-toolbox", "diffprivlib", "lightgbm", "scikit-learn")
 KINDS = (
@@ -46,56 +45,23 @@ KINDS = (
     "dp_logistic_regression",
     "dp_gaussian_nb",
 )
-GERMAN_COLUMNS = [
-    "status",
-    "duration",
-    "credit_history",
-    "purpose",
-    "amount",
-    "savings",
-    "present_employment",
-    "installment_rate",
-    "status_sex",
-    "other_debtors",
-    "residence_since",
-    "property",
-    "age",
-    "installment_plans",
-    "housing",
-    "existing_credits",
-    "job",
-    "people_liable",
-    "telephone",
-    "foreign_worker",
-    "credit",
-]
 FROZEN = {
     "adult": ["age", "race", "sex"],
     "german": ["age", "status_sex", "foreign_worker"],
 }
 
 
-def _german(path: Path) -> Any:
-    import pandas as pd
-
-    if not path.exists():
-        raise SystemExit(f"--german: {path} not found (German credit is not in keel.datasets)")
-    df = pd.read_csv(path, sep=" ", header=None, names=GERMAN_COLUMNS)
-    df["credit"] = df["credit"].map({1: "good", 2: "bad"})
-    return df
-
-
 def _datasets(root: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     from sklearn.model_selection import train_test_split
 
-    from keel.datasets import adult
+    from keel.datasets import adult, german_credit
 
     train = adult("train")
     if args.adult_rows < len(train):
         train = train.sample(args.adult_rows, random_state=0)
     train.to_csv(root / "adult.csv", index=False)
     adult("test").to_csv(root / "adult_test.csv", index=False)
-    g = _german(Path(args.german))
+    g = german_credit()
     g_tr, g_te = train_test_split(g, test_size=0.2, random_state=0, stratify=g["credit"])
     g_tr.to_csv(root / "german.csv", index=False)
     g_te.to_csv(root / "german_test.csv", index=False)
@@ -134,7 +100,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100, help="attacked hold-out rows")
     parser.add_argument("--adult-rows", type=int, default=32561, help="Adult training rows")
-    parser.add_argument("--german", default=str(ROOT.parent / "shared" / "data" / "german.data"))
     parser.add_argument("--kinds", nargs="*", default=list(KINDS))
     parser.add_argument("--datasets", nargs="*", default=["adult", "german"])
     args = parser.parse_args(argv)

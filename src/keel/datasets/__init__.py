@@ -16,14 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from keel.datasets._german import GERMAN_COLUMNS, GERMAN_VALUES, german_credit
 from keel.errors import InvalidInput
 
 __all__ = [
     "ADULT_COLUMNS",
+    "GERMAN_COLUMNS",
+    "GERMAN_VALUES",
     "MONTHS",
     "adult",
     "bikeshare",
     "digits",
+    "german_credit",
     "write_adult_csv",
     "write_bikeshare_csv",
     "write_digits_npz",
