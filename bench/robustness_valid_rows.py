@@ -19,6 +19,8 @@ stratified (seed 0); frozen age, personal status and sex, foreign worker.
 
     .venv/bin/python bench/robustness_valid_rows.py
     # writes bench/results/robustness_valid_rows.json
+    .venv/bin/python bench/robustness_valid_rows.py --datasets german \
+        --out robustness_valid_rows_german  # one data set, into its own file
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adult-rows", type=int, default=32561, help="Adult training rows")
     parser.add_argument("--kinds", nargs="*", default=list(KINDS))
     parser.add_argument("--datasets", nargs="*", default=["adult", "german"])
+    parser.add_argument(
+        "--out", default="robustness_valid_rows", help="results name (bench/results/NAME.json)"
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")  # MLP convergence, diffprivlib's notes
     from keel import project as keel_project
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             proj.close()
     write_results(
-        "robustness_valid_rows",
+        args.out,
         {"machine": machine(PACKAGES), "settings": vars(args), "frozen": FROZEN, **out},
     )
     _print(out)
