@@ -50,6 +50,39 @@ def test_no_explanations_unless_asked_and_bad_flags(served):
     assert status == 422 and "explain" in err["message"] and "'yes'" in err["message"]
 
 
+def test_one_row_on_the_event_loop_equals_the_threaded_answers(served):
+    """A many-row request is explained in a thread (and loads the explainer); a one-row
+    request of a loaded tree model on the event loop: the same values, alone or with
+    concurrent requests, and the compiled walk is what answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, df = served
+    rows = records(df, 8, start=20)
+    status, body = call_json(
+        server.url, "POST", "/models/adult/predict", {"rows": rows, "explain": True}
+    )
+    assert status == 200, body
+    many = body["explanations"]
+    explainer = server.app.slots["adult"].live.loaded_explainer()
+    assert explainer is not None and len(explainer.warm()) == 1
+
+    def one(row):
+        status, body = call_json(
+            server.url, "POST", "/models/adult/predict", {"rows": [row], "explain": True}
+        )
+        assert status == 200, body
+        return body["explanations"][0]
+
+    alone = [one(r) for r in rows]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(one, rows * 3))
+    for i, got in enumerate(alone + together):
+        want = many[i % len(rows)]
+        assert got["output"] == pytest.approx(want["output"], abs=1e-12)
+        for k, v in want["contributions"].items():
+            assert got["contributions"][k] == pytest.approx(v, abs=1e-12)
+
+
 @pytest.fixture(scope="module")
 def served_threshold(tmp_path_factory):
     """A ThresholdOptimizer version (per-group thresholds over a LightGBM), exported and

@@ -94,6 +94,10 @@ class Deployment:
         assert self.batcher is not None
         return await self.batcher.submit(feed, n, meta)
 
+    def loaded_explainer(self) -> Any:
+        """The explainer if :meth:`explainer` has built it, else ``None`` (never blocks)."""
+        return self._explainer
+
     def explainer(self) -> Any:
         """The version's :class:`keel.audit.Explainer`, built on first use (blocking: call it
         in a thread): exact TreeSHAP for LightGBM (its trees flattened for the compiled
@@ -105,14 +109,15 @@ class Deployment:
 
                 model = load_model(self.store.blobs, self.artifact_sha)
                 try:
-                    self._explainer = Explainer(model).fit()
-                    self._explainer.warm()
+                    explainer = Explainer(model).fit()
+                    explainer.warm()
                 except InvalidInput:  # not a tree model: needs background rows
                     from keel.export import prepared_of
 
                     prep = prepared_of(self.store, self.ref)
                     background = prep.train[prep.columns]
-                    self._explainer = Explainer(model).fit(background)
+                    explainer = Explainer(model).fit(background)
+                self._explainer = explainer  # whole: loaded_explainer() may read it
             return self._explainer
 
     def run(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
