@@ -75,8 +75,14 @@ class LocalCluster:
         self.port = next(self._ports)
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen[bytes]] = []
-        # token auth off: a ~/.ray/auth_token left by another Ray would turn it on
-        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+        self.env = dict(
+            os.environ,
+            RAY_USAGE_STATS_ENABLED="0",
+            # token auth off: a ~/.ray/auth_token left by another Ray would turn it on
+            RAY_AUTH_MODE="disabled",
+            # Serve's proxy spreads requests over every node's replicas, not the head's alone
+            RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING="0",
+        )
         self.env.pop("RAY_ADDRESS", None)
 
     def _start(self, args: list[str], log: str) -> subprocess.Popen[bytes]:

@@ -45,6 +45,13 @@ def serve_cmd(
         help="Server processes behind the one port (1 to 4 per CPU); each follows alias "
         "moves within --watch-seconds, and one that dies is restarted.",
     ),
+    on_ray: bool = typer.Option(
+        False,
+        "--ray",
+        help="Run the server as Ray Serve replicas on the Ray cluster at $RAY_ADDRESS (else a "
+        "local Ray); needs keel[ray].",
+    ),
+    replicas: int = typer.Option(None, help="With --ray: how many replicas serve (default 2)."),
     project: Path = PROJECT,
 ) -> None:
     """Serve registered models over HTTP: Open Inference Protocol v2, keel JSON, MLflow
@@ -54,6 +61,7 @@ def serve_cmd(
     Example: keel serve adult-income --port 8080
              keel serve --release release.yaml   # e.g. production 90 / candidate 10
              keel serve adult-income --workers 4  # four processes on one port
+             keel serve adult-income --ray --replicas 8  # Ray Serve replicas
     """
     from keel.errors import InvalidInput
     from keel.serve import KeyRing, PredictionLog, load_releases, serve
@@ -74,6 +82,26 @@ def serve_cmd(
         "max_connections": max_connections,
         "public_metrics": public_metrics,
     }
+    if replicas is not None and not on_ray:
+        raise InvalidInput("--replicas: applies with --ray (Ray Serve replicas); see --workers")
+    if on_ray:
+        from keel.serve._ray import serve_on_ray
+
+        if workers != 1:
+            raise InvalidInput("serve: --ray runs --replicas on Ray; leave --workers out")
+        with _project(project) as proj:
+            root = proj.root
+        serve_on_ray(
+            root,
+            served,
+            replicas=2 if replicas is None else replicas,
+            host=host,
+            port=port,
+            keys_file=keys,
+            log_sample=log_sample,
+            **settings,
+        )
+        return
     if workers != 1:
         from keel.serve._workers import check_workers, serve_workers
 

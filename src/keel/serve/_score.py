@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -303,7 +304,9 @@ def _score_ray(
     from keel.executors import RayExecutor
 
     expected = _input_rows(path, fmt)
-    ex = RayExecutor(address=address)
+    # RayExecutor passes num_cpus unless given an address, which Ray refuses when
+    # RAY_ADDRESS names a cluster: so name it here
+    ex = RayExecutor(address=address or os.environ.get("RAY_ADDRESS") or None)
     ray = ex._ray()
     quiet = logging.getLogger("ray.data")  # a failure is reported by keel, in one line
     level = quiet.level
