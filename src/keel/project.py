@@ -10,7 +10,7 @@ import yaml
 
 from keel import config
 from keel.errors import InvalidInput, NotFound
-from keel.store import Store
+from keel.store import FileBlobStore, Store, open_blobs
 
 __all__ = ["Project", "init", "open_project"]
 
@@ -51,13 +51,28 @@ class Project:
         return str(url) or f"sqlite:///{self.root / STATE_DIR / 'store.db'}"
 
     @property
+    def blob_location(self) -> str:
+        """``KEEL_BLOBS`` (a folder, ``file:///PATH`` or ``s3://BUCKET/PREFIX``), or the
+        project's ``.keel/blobs`` folder."""
+        return str(config.get("KEEL_BLOBS") or self.root / STATE_DIR / "blobs")
+
+    @property
     def blob_root(self) -> Path:
-        return Path(str(config.get("KEEL_BLOBS") or self.root / STATE_DIR / "blobs"))
+        """The blob folder; an error when the blobs are in object storage."""
+        blobs = open_blobs(self.blob_location, setting="KEEL_BLOBS")
+        if not isinstance(blobs, FileBlobStore):
+            raise InvalidInput(f"KEEL_BLOBS: {blobs.location} is not a folder")
+        return blobs.root
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self.store_url, self.blob_root)
+            blobs = open_blobs(self.blob_location, setting="KEEL_BLOBS")
+            store = Store(self.store_url, getattr(blobs, "root", self.root / STATE_DIR / "blobs"))
+            # Store builds a folder store from its second argument; an s3:// one replaces it
+            # until Store takes any location itself (open_blobs there).
+            store.blobs = blobs  # type: ignore[assignment]
+            self._store = store.connect()
             self._store.settings = self.settings
             self._store.project_root = self.root
         return self._store

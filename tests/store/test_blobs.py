@@ -177,8 +177,12 @@ def _check_bad_ids(blobs: Any) -> None:
 # -- the check on every blob store keel ships -------------------------------------------
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=["file", "memory", "s3"])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "s3":  # a real S3 server (SeaweedFS), tests/store/conftest.py
+        from tests.store.test_s3 import s3_store
+
+        return s3_store(request.getfixturevalue("seaweed"))
     return FileBlobStore(tmp_path / "blobs") if request.param == "file" else MemoryBlobStore()
 
 

@@ -13,14 +13,50 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import unquote, urlsplit
 
 from keel.errors import InvalidInput, NotFound, UnsafeArtifact
 
-__all__ = ["FileBlobStore", "MemoryBlobStore", "sha256_file"]
+if TYPE_CHECKING:
+    from keel.store._s3 import S3BlobStore
+
+__all__ = ["SCHEMES", "FileBlobStore", "MemoryBlobStore", "open_blobs", "sha256_file"]
 
 _SHA = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
+#: What a blob-store location may be, as the error for any other says.
+SCHEMES = "a folder path, file:///PATH or s3://BUCKET/PREFIX"
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/")
+
+
+def open_blobs(location: str | Path, *, setting: str = "blob store") -> FileBlobStore | S3BlobStore:
+    """The blob store at ``location``: a folder path or ``file://`` URL (a folder), or
+    ``s3://bucket/prefix``. Any other URL scheme is refused, naming the ones keel serves,
+    rather than taken as a folder called ``gs:``. Nothing is opened yet."""
+    if isinstance(location, Path):
+        return FileBlobStore(location)
+    text = str(location)
+    match = _SCHEME.match(text)
+    if match is None:
+        return FileBlobStore(text)
+    scheme = match.group(1).lower()
+    if scheme == "s3":
+        from keel.store._s3 import S3BlobStore
+
+        return S3BlobStore(text)
+    if scheme == "file":
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+            raise InvalidInput(
+                f"{setting}: expected file:///ABSOLUTE/PATH (no host, query or fragment), "
+                f"got {text!r}"
+            )
+        return FileBlobStore(unquote(parts.path))
+    raise InvalidInput(
+        f"{setting}: URL scheme {scheme + '://'!r} is not one keel serves; expected {SCHEMES}, "
+        f"got {text!r}"
+    )
 
 
 def _check_sha(sha: str) -> str:
@@ -54,6 +90,18 @@ class FileBlobStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    @property
+    def location(self) -> str:
+        """Where the blobs are, as ``open_blobs`` takes it."""
+        return str(self.root)
+
+    def size(self, sha: str) -> int:
+        """The stored size of blob ``sha`` in bytes."""
+        try:
+            return self.path(sha).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {sha[:12]}… is not in the store") from None
 
     def path(self, sha: str) -> Path:
         _check_sha(sha)
@@ -127,8 +175,16 @@ class FileBlobStore:
 class MemoryBlobStore:
     """The in-memory twin of :class:`FileBlobStore`, same interface, for tests."""
 
+    location = "memory:"
+
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
+
+    def size(self, sha: str) -> int:
+        try:
+            return len(self._blobs[_check_sha(sha)])
+        except KeyError:
+            raise NotFound(f"blob {sha[:12]}… is not in the store") from None
 
     def exists(self, sha: str) -> bool:
         return _check_sha(sha) in self._blobs
