@@ -13,13 +13,11 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from keel.errors import InvalidInput, NotFound, UnsafeArtifact
-
-if TYPE_CHECKING:
-    from keel.store._s3 import S3BlobStore
+from keel.store._s3 import S3BlobStore  # boto3 itself is imported on first use only
 
 __all__ = ["SCHEMES", "FileBlobStore", "MemoryBlobStore", "open_blobs", "sha256_file"]
 
@@ -30,10 +28,15 @@ SCHEMES = "a folder path, file:///PATH or s3://BUCKET/PREFIX"
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/")
 
 
-def open_blobs(location: str | Path, *, setting: str = "blob store") -> FileBlobStore | S3BlobStore:
+def open_blobs(
+    location: str | Path | FileBlobStore | S3BlobStore, *, setting: str = "blob store"
+) -> FileBlobStore | S3BlobStore:
     """The blob store at ``location``: a folder path or ``file://`` URL (a folder), or
-    ``s3://bucket/prefix``. Any other URL scheme is refused, naming the ones keel serves,
-    rather than taken as a folder called ``gs:``. Nothing is opened yet."""
+    ``s3://bucket/prefix``; a store already made is returned as it is. Any other URL scheme
+    is refused, naming the ones keel serves, rather than taken as a folder called ``gs:``.
+    Nothing is opened or contacted yet."""
+    if isinstance(location, FileBlobStore | S3BlobStore):
+        return location
     if isinstance(location, Path):
         return FileBlobStore(location)
     text = str(location)
@@ -42,8 +45,6 @@ def open_blobs(location: str | Path, *, setting: str = "blob store") -> FileBlob
         return FileBlobStore(text)
     scheme = match.group(1).lower()
     if scheme == "s3":
-        from keel.store._s3 import S3BlobStore
-
         return S3BlobStore(text)
     if scheme == "file":
         parts = urlsplit(text)

@@ -37,6 +37,8 @@ import re
 import tempfile
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 from urllib.parse import urlsplit
@@ -112,6 +114,8 @@ def parse_url(url: str) -> tuple[str, str]:
 class S3BlobStore:
     """Content-addressed blobs under ``s3://bucket/prefix``.
 
+    A blob larger than ``part_size`` goes up in parts, ``concurrency`` at a time.
+
     The constructor only stores configuration; the client is made, and the bucket checked
     once, on first use. ``endpoint_url``, ``region`` and the credentials default to what
     boto3 reads from the environment (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ...).
@@ -126,6 +130,7 @@ class S3BlobStore:
         access_key: str | None = None,
         secret_key: str | None = None,
         part_size: int = PART_SIZE,
+        concurrency: int = 4,
         max_attempts: int | None = None,
     ) -> None:
         self.bucket, self.prefix = parse_url(url)
@@ -133,6 +138,9 @@ class S3BlobStore:
         if part_size < _MIN_PART:
             raise InvalidInput(f"part_size: expected at least {_MIN_PART} bytes, got {part_size}")
         self.part_size = part_size
+        if concurrency < 1:
+            raise InvalidInput(f"concurrency: expected at least 1, got {concurrency}")
+        self.concurrency = concurrency
         self._endpoint_url = endpoint_url
         self._region = region
         self._keys = (access_key, secret_key)
@@ -247,17 +255,23 @@ class S3BlobStore:
         upload_id = self._call("create_multipart_upload", sha, Key=key)["UploadId"]
         try:
             h = hashlib.sha256()
-            parts = []
-            number = 1
-            while part := f.read(self.part_size):
-                h.update(part)
-                answer = self._call(
-                    "upload_part", sha, Key=key, UploadId=upload_id, PartNumber=number, Body=part
-                )
-                parts.append({"ETag": answer["ETag"], "PartNumber": number})
-                number += 1
+            etags: dict[int, str] = {}
+            # Parts go up ``concurrency`` at a time, read (and hashed) in order; at most that
+            # many parts are held in memory.
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="keel-s3") as pool:
+                inflight: deque[Future[tuple[int, str]]] = deque()
+                number = 0
+                while part := f.read(self.part_size):
+                    h.update(part)
+                    number += 1
+                    inflight.append(pool.submit(self._part, sha, key, upload_id, number, part))
+                    if len(inflight) >= self.concurrency:
+                        etags.update([inflight.popleft().result()])
+                while inflight:
+                    etags.update([inflight.popleft().result()])
             if h.hexdigest() != sha:
                 raise InvalidInput("file changed while it was being stored; try again")
+            parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
             self._call(
                 "complete_multipart_upload",
                 sha,
@@ -268,6 +282,14 @@ class S3BlobStore:
         except BaseException:
             self._abort(key, upload_id)
             raise
+
+    def _part(
+        self, sha: str, key: str, upload_id: str, number: int, data: bytes
+    ) -> tuple[int, str]:
+        answer = self._call(
+            "upload_part", sha, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+        )
+        return number, str(answer["ETag"])
 
     def _abort(self, key: str, upload_id: str) -> None:
         """Best effort: the parts of an upload that failed are dropped; if the server is gone
