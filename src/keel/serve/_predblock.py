@@ -116,22 +116,47 @@ class Block:
 
 
 def _per_row(values: list[Any], counts: list[int], type_: pa.DataType) -> pa.Array:
-    return pa.array(np.repeat(np.asarray(values, dtype=object), counts).tolist(), type_)
+    if len(values) == 1:
+        return pa.array(values * counts[0], type_)
+    return pa.array(values, type_).take(pa.array(np.repeat(np.arange(len(values)), counts)))
 
 
 def _json_key(name: str) -> str:
     return orjson.dumps(name).decode() + ":"
 
 
-def _numbers(values: np.ndarray) -> pa.Array:
-    """JSON text of each number (float64's shortest round trip), ``null`` where missing."""
-    as_text = pc.cast(pa.array(values.astype(np.float64), from_pandas=True), pa.string())
-    return pc.fill_null(as_text, "null")
+def _distinct(arr: pa.Array) -> pa.DictionaryArray | None:
+    """``arr`` dictionary-encoded when it holds at most half as many distinct values as
+    rows (a categorical column, a class label, an integer feature), else None: each value is
+    then written once and copied to its rows, rather than written per row."""
+    if len(arr) < 8:
+        return None
+    enc = arr.dictionary_encode()
+    return enc if 2 * len(enc.dictionary) <= len(arr) else None
+
+
+def _numbers(values: np.ndarray, distinct: bool = True) -> pa.Array:
+    """JSON text of each number (float64's shortest round trip), ``null`` where missing.
+    ``distinct=False``: the values are known to be mostly distinct (probabilities)."""
+    arr = pa.array(values.astype(np.float64), from_pandas=True)
+    enc = _distinct(arr) if distinct else None
+    if enc is not None:
+        text = pc.cast(enc.dictionary, pa.string()).take(enc.indices)
+    else:
+        text = pc.cast(arr, pa.string())
+    return pc.fill_null(text, "null")
 
 
 def _strings(values: Any, missing: str | None = "") -> pa.Array:
     """JSON text of each string, ``null`` where missing (``missing`` or None)."""
-    arr = pa.array(values, pa.string(), from_pandas=True)
+    if not isinstance(values, pa.Array):
+        values = pa.array(values, pa.string(), from_pandas=True)
+    arr = values
+    enc = _distinct(arr)
+    if enc is not None:  # orjson writes each distinct value, as the per-row path does
+        words = enc.dictionary.to_pylist()
+        written = ["null" if w == missing else orjson.dumps(w).decode() for w in words]
+        return pc.fill_null(pa.array(written, pa.string()).take(enc.indices), "null")
     if missing is not None:
         arr = pc.if_else(pc.equal(arr, missing), pa.scalar(None, pa.string()), arr)
     if pc.any(pc.match_substring_regex(arr, r'[\x00-\x1f"\\]')).as_py():
@@ -152,14 +177,31 @@ def _object(keys: list[str], values: list[pa.Array]) -> pa.Array:
 
 
 def _inputs_json(b: Block) -> pa.Array:
-    cols: dict[str, pa.Array] = {}
-    for j, name in enumerate(b.num_names):
-        cols[name] = _numbers(b.num[:, j])
-    for j, name in enumerate(b.text_names):
-        cols[name] = _strings(b.text[:, j])
+    """Each row's inputs as a JSON object. The number columns are written as one array
+    (column after column), and the text columns as another, so that each distinct value
+    is written once for the whole block."""
+    n = b.n_rows
     if not b.names:
-        return pa.array(["{}"] * b.n_rows, pa.string())
-    return _object(list(b.names), [cols[n] for n in b.names])
+        return pa.array(["{}"] * n, pa.string())
+    cols: dict[str, pa.Array] = {}
+    for names, values, render in (
+        (b.num_names, b.num, _numbers),
+        (b.text_names, b.text, _strings),
+    ):
+        if names:
+            text = render(values.T.ravel())
+            cols.update((name, text.slice(j * n, n)) for j, name in enumerate(names))
+    return _object(list(b.names), [cols[name] for name in b.names])
+
+
+def _labels(label: np.ndarray) -> pa.Array:
+    """A classifier's labels as text (as ``str`` of each)."""
+    if label.dtype == object:
+        try:
+            return pa.array(label, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str: write each as str()
+            pass
+    return pa.array(label.astype(str).tolist(), pa.string())
 
 
 def _outputs(b: Block) -> tuple[pa.Array, pa.Array | None, pa.Array | None, pa.Array | None]:
@@ -167,16 +209,18 @@ def _outputs(b: Block) -> tuple[pa.Array, pa.Array | None, pa.Array | None, pa.A
     n = b.n_rows
     if b.prediction is not None:
         pred = pa.array(b.prediction.astype(np.float64), from_pandas=True)
-        return _object(["prediction"], [_numbers(b.prediction)]), None, None, pred
+        return _object(["prediction"], [_numbers(b.prediction, False)]), None, None, pred
     assert b.label is not None and b.probabilities is not None and b.classes is not None
     probs = b.probabilities.astype(np.float64)
     if b.label.dtype.kind in "iub":
         label_json = _numbers(b.label)
         label = pc.cast(pa.array(b.label), pa.string())
     else:
-        label = pa.array(b.label.astype(str).tolist(), pa.string())
+        label = _labels(b.label)
         label_json = _strings(label, missing=None)
-    prob_json = _object(list(b.classes), [_numbers(probs[:, k]) for k in range(probs.shape[1])])
+    prob_json = _object(
+        list(b.classes), [_numbers(probs[:, k], False) for k in range(probs.shape[1])]
+    )
     outputs = _object(["label", "probabilities"], [label_json, prob_json])
     score_values = probs[:, 1] if probs.shape[1] == 2 else probs.max(axis=1, initial=-np.inf)
     score = pa.array(score_values if n else np.empty(0), pa.float64())

@@ -420,9 +420,24 @@ def _json_default(x: Any) -> Any:
     return str(x)
 
 
+#: Row-group statistics for the columns a reader may filter on; the JSON columns' min/max
+#: would say nothing and cost the writer a comparison per row.
+_STATISTICS = [f.name for f in SEGMENT_SCHEMA if f.name not in ("inputs", "outputs")]
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
+    # Plain encoding: a dictionary pays off for none of these columns in a segment (ids and
+    # JSON texts are nearly all distinct; zstd takes care of the repeated ones), and trying
+    # one costs the writer a hash per value before it gives up.
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", store_schema=True)
+    pq.write_table(
+        table,
+        buf,
+        compression="zstd",
+        store_schema=True,
+        use_dictionary=False,
+        write_statistics=_STATISTICS,
+    )
     return buf.getvalue()
 
 
