@@ -185,3 +185,38 @@ def test_integer_labels_match_the_row_path():
     )
     _same(b)
     assert block_table(b, SEGMENT_SCHEMA)["label"].to_pylist() == ["0", "1"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_repeated_values_written_once_match_the_row_path(data):
+    """Blocks with few distinct values (categorical columns, class labels, integer
+    features) take the path that writes each distinct value once: the same rows."""
+    n = data.draw(st.integers(8, 60))
+    words = data.draw(st.lists(texts, min_size=1, max_size=4))
+    nums = data.draw(st.lists(numbers, min_size=1, max_size=4))
+    num = np.array([[data.draw(st.sampled_from(nums)) for _ in NUM] for _ in range(n)])
+    text = np.empty((n, 2), dtype=object)
+    text[...] = [[data.draw(st.sampled_from(words)) for _ in TEXT] for _ in range(n)]
+    classes = ("a", 'b"c', "ü")
+    probs = np.random.default_rng(n).random((n, 3)).astype(np.float32)
+    b = Block(
+        "m",
+        3,
+        ["r0", "r1"],
+        [1000.0, 1001.0],
+        [0.5, 1.5],
+        [n - n // 2, n // 2],
+        NAMES,
+        NUM,
+        TEXT,
+        num.astype(np.float32),
+        text,
+        np.array([classes[i] for i in probs.argmax(axis=1)], dtype=object),
+        probs,
+        classes,
+    )
+    _same(b)
+    assert json.loads(block_table(b, SEGMENT_SCHEMA)["inputs"][0].as_py())["city"] == (
+        text[0, 0] or None
+    )

@@ -12,10 +12,11 @@ declared per-row shape; see :mod:`keel.serve._tensors`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,13 @@ class InputSpec:
     @cached_property
     def text_names(self) -> tuple[str, ...]:
         return tuple(n for n, k in zip(self.names, self.kinds, strict=True) if k == "string")
+
+    @cached_property
+    def pickers(self) -> tuple[Callable[[Any], tuple[Any, ...]], Callable[[Any], tuple[Any, ...]]]:
+        """Two functions of a record (a dict): its number values and its text values, each a
+        tuple in the order of :attr:`num_names` and :attr:`text_names` (KeyError for an
+        absent field, TypeError for a record that is not an object)."""
+        return _picker(self.num_names), _picker(self.text_names)
 
     def kind_of(self, name: str) -> str:
         return self.kinds[self.names.index(name)]
@@ -268,6 +276,10 @@ def feed_from_records(rows: Any, spec: InputSpec, where: str = "rows") -> dict[s
             f"{where}: expected a non-empty array of objects, got {describe(rows)}",
             [{"field": where, "expected": "a non-empty array of objects", "got": describe(rows)}],
         )
+    if not spec.tensors:
+        block = _picked_block(rows, *spec.pickers)
+        if block is not None:
+            return block
     problems = Problems()
     for i, row in enumerate(rows):
         if type(row) is not dict:
@@ -275,35 +287,55 @@ def feed_from_records(rows: Any, spec: InputSpec, where: str = "rows") -> dict[s
     problems.raise_if_any()
     if spec.tensors:
         return _mixed_block({n: [r.get(n, MISSING) for r in rows] for n in spec.names}, spec)
-    num: list[list[Any]] | None
-    text: list[list[Any]] | None
-    try:
-        num = [[r[n] for n in spec.num_names] for r in rows]
-        text = [[r[n] for n in spec.text_names] for r in rows]
-    except KeyError:
-        num = text = None
-    block = _fast_block(num, text, len(rows), len(spec.num_names)) if num is not None else None
-    if block is not None:
-        return block
     return _slow_block({n: [r.get(n, MISSING) for r in rows] for n in spec.names}, spec)
 
 
+def _picker(keys: tuple[Any, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """``row -> (row[k] for k in keys)`` as a tuple, in C for two keys or more."""
+    if len(keys) > 1:
+        return itemgetter(*keys)
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda row: (row[key],)
+    return lambda row: ()
+
+
+def _picked_block(
+    rows: list[Any], num_of: Callable[[Any], Any], text_of: Callable[[Any], Any]
+) -> dict[str, np.ndarray] | None:
+    """The block when every row yields its values (``num_of``, ``text_of``: record ->
+    tuple) and every value has an accepted type; else None (the caller then finds and
+    names each bad value)."""
+    try:
+        num = list(map(num_of, rows))
+        text = list(map(text_of, rows))
+    except (KeyError, TypeError, IndexError):
+        return None
+    return _fast_block(num, text, len(rows), len(num[0]))
+
+
 def _fast_block(num: Any, text: Any, n: int, k_num: int) -> dict[str, np.ndarray] | None:
-    """The block when every value has an accepted type (row-major lists); else None."""
-    if not set(map(type, chain.from_iterable(text))) <= _TEXT_OK:
+    """The block when every value has an accepted type (row-major sequences); else None."""
+    text_types = set(map(type, chain.from_iterable(text)))
+    if not text_types <= _TEXT_OK:
         return None
     if not set(map(type, chain.from_iterable(num))) <= _NUMBER_OK:
         return None
-    try:
-        with np.errstate(over="ignore"):
-            nums = np.array(num, dtype=np.float32).reshape(n, k_num)
+    try:  # Python floats are float64: no overflow here, and float32 is checked below
+        wide = np.array(num, dtype=np.float64).reshape(n, k_num)
     except (OverflowError, ValueError):
         return None
-    if np.isinf(nums).any():
-        return None
+    if wide.size:
+        magnitude = np.abs(wide)
+        top = magnitude.max()  # NaN when a value is missing: then look at each value
+        if not top < F32_OVERFLOW and (magnitude >= F32_OVERFLOW).any():
+            return None  # would round to infinity as float32
     texts = np.empty((n, len(text[0]) if text else 0), dtype=object)
-    texts[...] = text if not any(None in r for r in text) else _blank_nones(text)
-    return {"num": nums, "text": texts}
+    if texts.size:
+        texts[...] = text
+        if type(None) in text_types:  # None and "" are the falsy values: both become ""
+            texts[~texts.astype(bool)] = ""
+    return {"num": wide.astype(np.float32), "text": texts}
 
 
 def fast_columns(
@@ -437,11 +469,9 @@ def feed_from_split(split: Any, spec: InputSpec) -> dict[str, np.ndarray]:
     problems.raise_if_any()
     if spec.tensors:
         return _mixed_block({c: [row[index[c]] for row in data] for c in spec.names}, spec)
-    num_idx = [index[c] for c in spec.num_names]
-    text_idx = [index[c] for c in spec.text_names]
-    num = [[row[j] for j in num_idx] for row in data]
-    text = [[row[j] for j in text_idx] for row in data]
-    block = _fast_block(num, text, len(data), len(num_idx))
+    num_of = _picker(tuple(index[c] for c in spec.num_names))
+    text_of = _picker(tuple(index[c] for c in spec.text_names))
+    block = _picked_block(data, num_of, text_of)
     if block is not None:
         return block
     return _slow_block({c: [row[index[c]] for row in data] for c in spec.names}, spec)
