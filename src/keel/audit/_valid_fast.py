@@ -74,8 +74,10 @@ class FastEncoder:
         self.transformer, self.estimator, self.kind = transformer, estimator, kind
         self.columns = columns
         self.maps: list[tuple[np.ndarray, Any]] = []
+        from keel.models._mitigated import FLAVORS
+
         model = vr.model
-        self.randomized = getattr(model, "flavor", None) in ("postprocessed", "randomized_ensemble")
+        self.randomized = getattr(model, "flavor", None) in FLAVORS
         self.seed = int(getattr(model, "seed", 0))
         self.sensitive: list[str] = list(getattr(model, "rule", {}).get("sensitive") or [])
         self.hash_tables: list[np.ndarray | None] = []  # per mutable column: per category
@@ -174,7 +176,7 @@ class FastEncoder:
 
         model = self.vr.model
         if self.kind == "ensemble":
-            pmf = model.pmf_encoded(Z)
+            pmf = model.pmf_encoded(Z, num_threads=1)  # as proba_encoded asks a booster
         else:
             scores = proba_encoded(self.estimator, self.kind, Z)[:, model.positive_index]
             pmf = model.pmf_from_scores(scores, self._keys(C, at))

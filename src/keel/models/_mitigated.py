@@ -400,12 +400,13 @@ def _is_threshold(x: Any) -> bool:
 # ---------------------------------------------------------------- randomized ensemble
 
 
-def _member_decision(member: Any, Xt: Any) -> np.ndarray:
-    """A member's hard 0/1 decision, as fairlearn's members make it (``predict``)."""
+def _member_decision(member: Any, Xt: Any, num_threads: int = 0) -> np.ndarray:
+    """A member's hard 0/1 decision, as fairlearn's members make it (``predict``);
+    ``num_threads`` for a LightGBM member (0: LightGBM's default)."""
     import lightgbm as lgb
 
-    if isinstance(member, lgb.Booster):
-        return np.asarray(member.predict(Xt)) > 0.5  # LGBMClassifier.predict: argmax
+    if isinstance(member, lgb.Booster):  # LGBMClassifier.predict: argmax
+        return np.asarray(member.predict(Xt, num_threads=num_threads)) > 0.5
     return np.asarray(member.predict(Xt)).astype(np.float64) == 1.0
 
 
@@ -445,11 +446,12 @@ class EnsembleModel(_Randomized):
     def _pmf(self, X: pd.DataFrame) -> np.ndarray:
         return self.pmf_encoded(self.transformer.transform(X))
 
-    def pmf_encoded(self, Xt: Any) -> np.ndarray:
-        """The probability of a positive decision from the transformed features."""
+    def pmf_encoded(self, Xt: Any, num_threads: int = 0) -> np.ndarray:
+        """The probability of a positive decision from the transformed features (LightGBM
+        members on ``num_threads`` threads; 1 is fastest for a few rows at a time)."""
         pmf = np.zeros(Xt.shape[0], dtype=np.float64)
         for member, w in zip(self.members, self.weights, strict=True):
-            pmf += w * _member_decision(member, Xt)
+            pmf += w * _member_decision(member, Xt, num_threads)
         return np.clip(pmf, 0.0, 1.0)
 
     def __repr__(self) -> str:
