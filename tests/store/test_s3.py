@@ -355,6 +355,7 @@ def test_cli_wrong_credentials_one_line(
 # -- the server stopped in the middle of an upload --------------------------------------
 
 
+@pytest.mark.slow  # a second server, killed and restarted (~13 s to come back)
 def test_server_killed_mid_upload_leaves_no_record(
     tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

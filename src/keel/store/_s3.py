@@ -348,19 +348,21 @@ class S3BlobStore:
                     ) from None
                 try:
                     client.head_bucket(Bucket=self.bucket)
-                except (errors.ClientError, errors.BotoCoreError) as exc:
-                    self._client = client  # so the message names the resolved endpoint
-                    try:
-                        raise self._error(exc, "opening the bucket") from None
-                    finally:
-                        self._client = None
+                except errors.ClientError as exc:
+                    # Refused: the identity may lack s3:ListBucket and still use the objects
+                    # under its prefix; the first object call says whether the keys work.
+                    if _code(exc) not in _DENIED:
+                        raise self._error(exc, "opening the bucket", client) from None
+                except errors.BotoCoreError as exc:
+                    raise self._error(exc, "opening the bucket", client) from None
                 self._client = client
         return self._client, errors
 
-    def _error(self, exc: BaseException, doing: str) -> StoreError:
+    def _error(self, exc: BaseException, doing: str, client: Any = None) -> StoreError:
         """One line naming the endpoint and the bucket, what failed and what to check."""
         _, _, errors = _modules()
-        where = f"S3 endpoint {self.endpoint}, bucket {self.bucket!r}"
+        endpoint = client.meta.endpoint_url if client is not None else self.endpoint
+        where = f"S3 endpoint {endpoint}, bucket {self.bucket!r}"
         if isinstance(exc, errors.ClientError):
             code = _code(exc)
             if code in _DENIED:
