@@ -236,39 +236,48 @@ def row_loops(  # noqa: PLR0912, PLR0913 - one loop over the flattened model, as
         if left[extra_node[e]] != extra_left[e]:
             hot[extra_pair[e]] = False
     phi = np.zeros(n_features)
-    poly = np.empty(weights.shape[0] + 1)
+    size = weights.shape[0] + 1
+    poly = np.empty(size)
+    hot_zero = np.empty(size)  # the leaf's followed features: z and column
+    hot_feature = np.empty(size, dtype=np.intp)
+    cold_feature = np.empty(size, dtype=np.intp)
     for leaf in range(len(leaf_start)):
         lo = leaf_start[leaf]
         d = leaf_counts[leaf]
-        # prod over followed features of (z + t); the others' z multiply out
         m = 0
-        cold = 1.0
-        poly[0] = 1.0
+        c = 0
+        cold = 1.0  # the product of the others' z
         for p in range(lo, lo + d):
-            z = pair_zero[p]
             if hot[p]:
-                poly[m + 1] = poly[m]
-                for k in range(m, 0, -1):
-                    poly[k] = poly[k] * z + poly[k - 1]
-                poly[0] *= z
+                hot_zero[m] = pair_zero[p]
+                hot_feature[m] = pair_feature[p]
                 m += 1
             else:
-                cold *= z
+                cold *= pair_zero[p]
+                cold_feature[c] = pair_feature[p]
+                c += 1
+        # prod over followed features of (z + t)
+        poly[0] = 1.0
+        for j in range(m):
+            z = hot_zero[j]
+            poly[j + 1] = poly[j]
+            for k in range(j, 0, -1):
+                poly[k] = poly[k] * z + poly[k - 1]
+            poly[0] *= z
         scale = leaf_value[leaf] * cold
-        if m < d:  # every feature not followed gets the same: -v * C * sum w * poly
+        if c:  # every feature not followed gets the same: -v * C * sum w * poly
             s = 0.0
             for k in range(m + 1):
                 s += weights[d, k] * poly[k]
-            for p in range(lo, lo + d):
-                if not hot[p]:
-                    phi[pair_feature[p]] -= scale * s
-        for p in range(lo, lo + d):
-            if hot[p]:  # divide (z_p + t) out of the product, highest power first
-                z = pair_zero[p]
-                q = poly[m]
-                s = weights[d, m - 1] * q
-                for k in range(m - 1, 0, -1):
-                    q = poly[k] - z * q
-                    s += weights[d, k - 1] * q
-                phi[pair_feature[p]] += scale * (1.0 - z) * s
+            s *= scale
+            for j in range(c):
+                phi[cold_feature[j]] -= s
+        for j in range(m):  # divide (z + t) out of the product, highest power first
+            z = hot_zero[j]
+            q = poly[m]
+            s = weights[d, m - 1] * q
+            for k in range(m - 1, 0, -1):
+                q = poly[k] - z * q
+                s += weights[d, k - 1] * q
+            phi[hot_feature[j]] += scale * (1.0 - z) * s
     return phi
