@@ -9,6 +9,7 @@ mix. A release (several versions by weight, and a shadow) holds a slot per varia
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -110,7 +111,14 @@ class Deployment:
                 model = load_model(self.store.blobs, self.artifact_sha)
                 try:
                     explainer = Explainer(model).fit()
-                    explainer.warm()
+                    if explainer.method_ == "tree" and not explainer.warm():
+                        logging.getLogger("keel.serve").warning(
+                            "serve: explanations of %s go to LightGBM's pred_contrib, ~3x "
+                            "the CPU of keel's compiled TreeSHAP, which needs numba (pip "
+                            "install numba) and trees without categorical splits or "
+                            "linear leaves",
+                            self.ref,
+                        )
                 except InvalidInput:  # not a tree model: needs background rows
                     from keel.export import prepared_of
 
