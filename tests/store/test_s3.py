@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from keel.errors import InvalidInput, NotFound, StoreError, UnsafeArtifact
-from keel.store import FileBlobStore, S3BlobStore, open_blobs
+from keel.store import FileBlobStore, MemoryBlobStore, S3BlobStore, open_blobs
 from tests.store.conftest import ACCESS, BUCKET, REGION, SECRET, Seaweed, fresh_prefix
 
 BIG = 17 << 20  # over 16 MiB: three parts of 8 MiB on S3
@@ -401,3 +401,46 @@ def test_server_killed_mid_upload_leaves_no_record(
             assert blobs.get_bytes(sha) == data
     finally:
         server.kill()
+
+
+# -- listing and deleting (what keel gc and keel store migrate walk) --------------------
+
+
+@pytest.fixture(params=["file", "memory", "s3"])
+def any_blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "file":
+        blobs = FileBlobStore(tmp_path / "blobs")
+        blobs.root.mkdir()
+        (blobs.root / ".tmp-abc").write_bytes(b"a write in progress")  # not a blob
+        (blobs.root / "ab").mkdir()
+        (blobs.root / "ab" / "not-a-digest").write_bytes(b"x")
+        return blobs
+    if request.param == "memory":
+        return MemoryBlobStore()
+    server = request.getfixturevalue("seaweed")
+    blobs = s3_store(server)
+    for stray in ["README", "ab/not-a-digest", "0" * 64]:  # not in the ab/cdef… layout
+        server.client().put_object(Bucket=BUCKET, Key=f"{blobs.prefix}/{stray}", Body=b"x")
+    return blobs
+
+
+def test_iter_blobs_and_delete(any_blobs: Any) -> None:
+    import time
+
+    assert list(any_blobs.iter_blobs()) == []
+    before = time.time() - 5
+    data = {os.urandom(n) for n in (0, 10, 1000)}
+    shas = {any_blobs.put_bytes(d): len(d) for d in data}
+    listed = list(any_blobs.iter_blobs())
+    assert {b.sha: b.size for b in listed} == shas and len(listed) == 3
+    assert all(before < b.modified < time.time() + 5 for b in listed)
+    gone = next(iter(shas))
+    any_blobs.delete(gone)
+    any_blobs.delete(gone)  # deleting what is not there does nothing
+    assert not any_blobs.exists(gone)
+    with pytest.raises(NotFound):
+        any_blobs.get_bytes(gone)
+    assert {b.sha for b in any_blobs.iter_blobs()} == set(shas) - {gone}
+    for bad in ["..", "../" + "0" * 61, "A" * 64]:
+        with pytest.raises(InvalidInput):
+            any_blobs.delete(bad)

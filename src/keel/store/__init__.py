@@ -1,12 +1,13 @@
 """keel.store: SQL metadata (SQLite by default, PostgreSQL by URL), blobs (a folder, or S3 by
 URL), migrations, lineage."""
 
-from keel.store._blobs import FileBlobStore, MemoryBlobStore, open_blobs, sha256_file
+from keel.store._blobs import BlobInfo, FileBlobStore, MemoryBlobStore, open_blobs, sha256_file
 from keel.store._lineage import LineageNode, describe, lineage
 from keel.store._s3 import S3BlobStore
 from keel.store._store import Store
 
 __all__ = [
+    "BlobInfo",
     "FileBlobStore",
     "LineageNode",
     "MemoryBlobStore",

@@ -11,15 +11,23 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from keel.errors import InvalidInput, NotFound, UnsafeArtifact
-from keel.store._s3 import S3BlobStore  # boto3 itself is imported on first use only
+from keel.store._s3 import BlobInfo, S3BlobStore  # boto3 is imported on first use only
 
-__all__ = ["SCHEMES", "FileBlobStore", "MemoryBlobStore", "open_blobs", "sha256_file"]
+__all__ = [
+    "SCHEMES",
+    "BlobInfo",
+    "FileBlobStore",
+    "MemoryBlobStore",
+    "open_blobs",
+    "sha256_file",
+]
 
 _SHA = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
@@ -108,6 +116,29 @@ class FileBlobStore:
         _check_sha(sha)
         return self.root / sha[:2] / sha[2:]
 
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every blob stored (sha, size, modification time), in no set order. Files that
+        are not blobs (temporary files of a write in progress, anything else) are skipped."""
+        if not self.root.is_dir():
+            return
+        for sub in self.root.iterdir():
+            if len(sub.name) != 2 or not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                sha = sub.name + f.name
+                if _SHA.fullmatch(sha) and f.is_file():
+                    st = f.stat()
+                    yield BlobInfo(sha, st.st_size, st.st_mtime)
+
+    def delete(self, sha: str) -> None:
+        """Remove blob ``sha``; nothing happens if it is not there."""
+        path = self.path(sha)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
+
     def exists(self, sha: str) -> bool:
         return self.path(sha).exists()
 
@@ -180,6 +211,15 @@ class MemoryBlobStore:
 
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
+        self._times: dict[str, float] = {}
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        for sha, data in list(self._blobs.items()):
+            yield BlobInfo(sha, len(data), self._times[sha])
+
+    def delete(self, sha: str) -> None:
+        self._blobs.pop(_check_sha(sha), None)
+        self._times.pop(sha, None)
 
     def size(self, sha: str) -> int:
         try:
@@ -192,7 +232,9 @@ class MemoryBlobStore:
 
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        self._blobs.setdefault(sha, bytes(data))
+        if sha not in self._blobs:
+            self._blobs[sha] = bytes(data)
+            self._times[sha] = time.time()
         return sha
 
     def put_file(self, src: str | Path) -> str:

@@ -38,14 +38,15 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
 from keel.errors import InvalidInput, MissingExtra, NotFound, StoreError, UnsafeArtifact
 
-__all__ = ["S3BlobStore"]
+__all__ = ["BlobInfo", "S3BlobStore"]
 
 _SHA = re.compile(r"[0-9a-f]{64}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -64,6 +65,14 @@ _DENIED = {
     "Forbidden",
 }
 _NO_BUCKET = {"NoSuchBucket", "404", "NotFound"}
+
+
+class BlobInfo(NamedTuple):
+    """One stored blob, as a store's ``iter_blobs`` lists it."""
+
+    sha: str
+    size: int
+    modified: float  # seconds since the epoch: when the blob was written
 
 
 def _check_sha(sha: object) -> str:
@@ -167,6 +176,29 @@ class S3BlobStore:
         except errors.BotoCoreError as exc:
             raise self._error(exc, f"checking blob {sha[:12]}…") from None
         return True
+
+    def iter_blobs(self) -> Iterator[BlobInfo]:
+        """Every blob under the prefix (sha, size, upload time), a page of 1,000 keys at a
+        time. Keys that are not blobs are skipped; incomplete multipart uploads are not
+        objects, so never listed."""
+        client, errors = self._connect()
+        start = f"{self.prefix}/" if self.prefix else ""
+        try:
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=start
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    rest = obj["Key"][len(start) :]  # ab/cdef…
+                    sha = rest[:2] + rest[3:]
+                    if rest[2:3] == "/" and _SHA.fullmatch(sha):
+                        yield BlobInfo(sha, int(obj["Size"]), obj["LastModified"].timestamp())
+        except (errors.ClientError, errors.BotoCoreError) as exc:
+            raise self._error(exc, "listing blobs") from None
+
+    def delete(self, sha: str) -> None:
+        """Remove blob ``sha``; nothing happens if it is not there."""
+        self._call("delete_object", sha, Key=self.key(sha), doing="deleting")
 
     def size(self, sha: str) -> int:
         """The stored size of blob ``sha`` in bytes."""
@@ -300,12 +332,12 @@ class S3BlobStore:
         except (errors.ClientError, errors.BotoCoreError):
             pass
 
-    def _call(self, op: str, sha: str, **kwargs: Any) -> Any:
+    def _call(self, op: str, sha: str, doing: str = "writing", **kwargs: Any) -> Any:
         client, errors = self._connect()
         try:
             return getattr(client, op)(Bucket=self.bucket, **kwargs)
         except (errors.ClientError, errors.BotoCoreError) as exc:
-            raise self._error(exc, f"writing blob {sha[:12]}…") from None
+            raise self._error(exc, f"{doing} blob {sha[:12]}…") from None
 
     # -- the client and its errors --------------------------------------------------------
 
