@@ -2,6 +2,7 @@
 URL), migrations, lineage."""
 
 from keel.store._blobs import BlobInfo, FileBlobStore, MemoryBlobStore, open_blobs, sha256_file
+from keel.store._gc import GcReport, collect_garbage
 from keel.store._lineage import LineageNode, describe, lineage
 from keel.store._s3 import S3BlobStore
 from keel.store._store import Store
@@ -9,10 +10,12 @@ from keel.store._store import Store
 __all__ = [
     "BlobInfo",
     "FileBlobStore",
+    "GcReport",
     "LineageNode",
     "MemoryBlobStore",
     "S3BlobStore",
     "Store",
+    "collect_garbage",
     "describe",
     "lineage",
     "open_blobs",

@@ -18,6 +18,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from keel.errors import InvalidInput, NotFound, UnsafeArtifact
+from keel.store import _s3
 from keel.store._s3 import BlobInfo, S3BlobStore  # boto3 is imported on first use only
 
 __all__ = [
@@ -142,15 +143,26 @@ class FileBlobStore:
     def exists(self, sha: str) -> bool:
         return self.path(sha).exists()
 
+    def _have(self, sha: str) -> bool:
+        """Whether blob ``sha`` is stored; a stored one older than ``TOUCH_AFTER_S`` (in _s3)
+        is touched, so gc's grace period protects a blob a writer is about to name again."""
+        path = self.path(sha)
+        try:
+            if time.time() - path.stat().st_mtime > _s3.TOUCH_AFTER_S:
+                os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True
+
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if not self.exists(sha):
+        if not self._have(sha):
             self._write(sha, iter([data]))
         return sha
 
     def put_file(self, src: str | Path) -> str:
         sha, _ = sha256_file(src)
-        if not self.exists(sha):
+        if not self._have(sha):
             with open(src, "rb") as f:
                 self._write(sha, iter(lambda: f.read(_CHUNK), b""))
         return sha

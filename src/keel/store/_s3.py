@@ -55,6 +55,9 @@ _CHUNK = 1 << 20
 PART_SIZE = 8 << 20
 _MIN_PART = 5 << 20
 _READ_ATTEMPTS = 4
+#: A put of bytes already stored refreshes the blob's time when it is older than this, so
+#: the grace period of ``keel gc`` protects a blob that a writer is about to name again.
+TOUCH_AFTER_S = 3600.0
 _DENIED = {
     "AccessDenied",
     "InvalidAccessKeyId",
@@ -165,16 +168,40 @@ class S3BlobStore:
         return f"{self.prefix}/{tail}" if self.prefix else tail
 
     def exists(self, sha: str) -> bool:
+        return self._head(sha) is not None
+
+    def _head(self, sha: str) -> dict[str, Any] | None:
         key = self.key(sha)
         client, errors = self._connect()
         try:
-            client.head_object(Bucket=self.bucket, Key=key)
+            head: dict[str, Any] = client.head_object(Bucket=self.bucket, Key=key)
         except errors.ClientError as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise self._error(exc, f"checking blob {sha[:12]}…") from None
         except errors.BotoCoreError as exc:
             raise self._error(exc, f"checking blob {sha[:12]}…") from None
+        return head
+
+    def _have(self, sha: str) -> bool:
+        """Whether blob ``sha`` is stored. A stored one older than TOUCH_AFTER_S is copied
+        onto itself (a new upload time, no bytes sent), so ``keel gc``'s grace period
+        protects a blob that a writer is about to name again."""
+        head = self._head(sha)
+        if head is None:
+            return False
+        if time.time() - head["LastModified"].timestamp() > TOUCH_AFTER_S:
+            client, errors = self._connect()
+            key = self.key(sha)
+            try:
+                client.copy_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource={"Bucket": self.bucket, "Key": key},
+                    MetadataDirective="REPLACE",
+                )
+            except (errors.ClientError, errors.BotoCoreError):
+                pass  # e.g. over 5 GiB; keel gc marks again right before it deletes
         return True
 
     def iter_blobs(self) -> Iterator[BlobInfo]:
@@ -216,7 +243,7 @@ class S3BlobStore:
 
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if not self.exists(sha):
+        if not self._have(sha):
             self._upload(sha, io.BytesIO(data), len(data))
         return sha
 
@@ -226,7 +253,7 @@ class S3BlobStore:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
             sha = h.hexdigest()
-            if not self.exists(sha):
+            if not self._have(sha):
                 size = f.seek(0, os.SEEK_END)
                 f.seek(0)
                 self._upload(sha, f, size)
@@ -242,7 +269,7 @@ class S3BlobStore:
                 h.update(chunk)
                 spool.write(chunk)
             sha = h.hexdigest()
-            if not self.exists(sha):
+            if not self._have(sha):
                 size = spool.tell()
                 spool.seek(0)
                 self._upload(sha, spool, size)
