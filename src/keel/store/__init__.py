@@ -2,6 +2,7 @@
 URL), migrations, lineage."""
 
 from keel.store._blobs import BlobInfo, FileBlobStore, MemoryBlobStore, open_blobs, sha256_file
+from keel.store._copy import CopyReport, copy_blobs
 from keel.store._gc import GcReport, collect_garbage
 from keel.store._lineage import LineageNode, describe, lineage
 from keel.store._s3 import S3BlobStore
@@ -9,6 +10,7 @@ from keel.store._store import Store
 
 __all__ = [
     "BlobInfo",
+    "CopyReport",
     "FileBlobStore",
     "GcReport",
     "LineageNode",
@@ -16,6 +18,7 @@ __all__ = [
     "S3BlobStore",
     "Store",
     "collect_garbage",
+    "copy_blobs",
     "describe",
     "lineage",
     "open_blobs",
