@@ -5,6 +5,7 @@ from keel.store._blobs import BlobInfo, FileBlobStore, MemoryBlobStore, open_blo
 from keel.store._copy import CopyReport, copy_blobs
 from keel.store._gc import GcReport, collect_garbage
 from keel.store._lineage import LineageNode, describe, lineage
+from keel.store._migrate import MigrateReport, migrate_store
 from keel.store._s3 import S3BlobStore
 from keel.store._store import Store
 
@@ -15,12 +16,14 @@ __all__ = [
     "GcReport",
     "LineageNode",
     "MemoryBlobStore",
+    "MigrateReport",
     "S3BlobStore",
     "Store",
     "collect_garbage",
     "copy_blobs",
     "describe",
     "lineage",
+    "migrate_store",
     "open_blobs",
     "sha256_file",
 ]
