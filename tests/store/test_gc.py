@@ -17,6 +17,10 @@ from keel.errors import InvalidInput
 from keel.store import FileBlobStore, Store, _s3, collect_garbage
 from tests.store.test_s3 import s3_store
 
+#: S3 times are whole seconds, and the box may be loaded: a blob just written must stay
+#: younger than this through one gc, and one written GRACE_S + 1.5 s ago older.
+GRACE_S = 3.0
+
 
 @pytest.fixture(params=["file", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
@@ -49,22 +53,22 @@ def test_gc_dry_run_then_delete(store: Store, tmp_path: Path) -> None:
     named = _named(store, tmp_path)
     assert len(named) == 4
     old = store.blobs.put_bytes(b"left by an interrupted ingest")
-    time.sleep(2.2)
+    time.sleep(GRACE_S + 1.5)
     young = store.blobs.put_bytes(b"being written right now")
 
-    dry = collect_garbage(store, grace_s=1.5)
+    dry = collect_garbage(store, grace_s=GRACE_S)
     assert [b.sha for b in dry.garbage] == [old]
     assert dry.bytes == len(b"left by an interrupted ingest")
     assert (dry.young, dry.kept, dry.deleted) == (1, 4, False)
     assert store.blobs.exists(old), "a dry run deletes nothing"
 
-    done = collect_garbage(store, grace_s=1.5, delete=True)
+    done = collect_garbage(store, grace_s=GRACE_S, delete=True)
     assert [b.sha for b in done.garbage] == [old] and done.deleted
     assert not store.blobs.exists(old)
     assert store.blobs.exists(young)
     for sha, data in named.items():
         assert store.blobs.get_bytes(sha) == data
-    again = collect_garbage(store, grace_s=1.5, delete=True)
+    again = collect_garbage(store, grace_s=GRACE_S, delete=True)
     assert again.garbage == [] and again.kept == 4
 
 
@@ -91,11 +95,11 @@ def test_put_of_stored_bytes_refreshes_an_old_blob(
         os.utime(blobs.path(sha), (past, past))
     else:
         monkeypatch.setattr(_s3, "TOUCH_AFTER_S", 0.5)
-        time.sleep(1.6)
+        time.sleep(GRACE_S + 1.5)
     before = next(b.modified for b in blobs.iter_blobs() if b.sha == sha)
-    assert collect_garbage(store, grace_s=1.0).garbage != []
+    assert collect_garbage(store, grace_s=GRACE_S).garbage != []
     blobs.put_bytes(b"stored long ago")
     after = next(b.modified for b in blobs.iter_blobs() if b.sha == sha)
     assert after > before
-    assert collect_garbage(store, grace_s=1.0, delete=True).garbage == []
+    assert collect_garbage(store, grace_s=GRACE_S, delete=True).garbage == []
     assert blobs.get_bytes(sha) == b"stored long ago"
