@@ -169,6 +169,12 @@ def test_ray_bad_rows_fail_in_one_line(proj: Path, ray_cluster: Any) -> None:
             )
         assert len(list_datasets(p.store)) == before
     assert "\n" not in str(info.value)
+    import ray
+
+    deadline = time.monotonic() + 30  # the failed job's actors give their CPUs back
+    while ray.available_resources().get("CPU") != ray.cluster_resources().get("CPU"):
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.5)
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import typer
@@ -47,7 +49,8 @@ def score_cmd(
     from keel import store as st
     from keel.serve._score import score  # keel.serve exports it once the lead adds it
 
-    with _project(project) as proj:
+    # Ray's driver prints its cluster's warnings to stdout; keel's answer alone goes there
+    with _project(project) as proj, contextlib.redirect_stdout(sys.stderr):
         res = score(
             proj.store,
             ref,

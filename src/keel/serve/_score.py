@@ -14,6 +14,7 @@ work Ray cannot redo) stores nothing and says why in one line.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -333,10 +334,17 @@ def _score_ray(
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
             num_cpus=1,
         )
+        failure = None
         try:
             parts = list(scored.iter_batches(batch_size=None, batch_format="pyarrow"))
         except Exception as exc:  # Ray's own errors: one line, nothing stored
-            raise _ray_failure(exc, path) from exc
+            failure = _ray_failure(exc, path)
+        if failure is not None:
+            # the failed execution's actors (and their CPUs) are released only once its
+            # executor, held in reference cycles by the error's frames, is collected
+            del scored, ds
+            gc.collect()
+            raise failure
     finally:
         quiet.setLevel(level)
         ex.close()
