@@ -94,6 +94,26 @@ def test_unexported_model_scores_through_the_model_contract(proj: Path) -> None:
     assert frame["label"].tolist() == list(labels)
 
 
+def test_a_regression_model_stores_its_predictions(proj: Path) -> None:
+    with open_project(proj) as p:
+        run = train(
+            p.store,
+            "adult",
+            "hours-per-week",
+            task="regression",
+            split="random",
+            params={"n_estimators": 10},
+            seed=1,
+        )
+        mv = run.register(p.store, "hours")
+        res = score(p.store, "hours", proj / "train.csv", name="hours-scored")
+        frame = load_frame(p.store, res.dataset)
+        want = registry.load(p.store, mv.ref).predict(pd.read_csv(proj / "train.csv"))
+    assert list(frame.columns) == ["row", "model_version", "prediction"]
+    assert set(frame["model_version"]) == {mv.ref}
+    assert abs(frame["prediction"].to_numpy() - want).max() < 1e-9
+
+
 def test_bad_input_is_refused_and_stores_nothing(proj: Path, capsys: Any) -> None:
     with open_project(proj) as p:
         before = len(list_datasets(p.store))
