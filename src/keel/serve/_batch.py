@@ -82,40 +82,54 @@ class MicroBatcher:
         self.arrivals = arrivals or Arrivals()
         self.inline_rows = inline_rows
         self._closed = False
-        self._wake: asyncio.Event | None = None
+        self._started = False
+        # The worker sleeps on a future of its own (None while it works). ``_holding``: it
+        # is holding a batch back for requests being received, so a new request wakes it
+        # only once the wait has nothing left to wait for (see :meth:`submit`).
+        self._waiter: asyncio.Future[None] | None = None
+        self._holding = False
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._wake = asyncio.Event()
+        self._started = True
         self._task = asyncio.get_running_loop().create_task(self._work())
 
     async def submit(self, feed: Feed, n: int, meta: Any = None) -> dict[str, np.ndarray]:
         """The outputs for this request's ``n`` rows."""
-        if self._closed or self._wake is None:
+        if self._closed or not self._started:
             raise RuntimeError("the batcher is not running")
         future = asyncio.get_running_loop().create_future()
         self._queue.append(Pending(feed, n, future, meta))
         self._rows += n
-        self._wake.set()
+        if self._waiter is not None and (
+            not self._holding or self.arrivals.count <= 0 or self._rows >= self.max_rows
+        ):
+            self._wake()
         return await future
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self, holding: bool) -> None:
+        self._holding = holding
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
 
     async def close(self) -> None:
         """Finish what is queued, then stop."""
         self._closed = True
-        if self._wake is not None:
-            self._wake.set()
+        self._wake()
         if self._task is not None:
             await self._task
 
     async def _work(self) -> None:
-        assert self._wake is not None
-        wake = self._wake
         while True:
             if not self._queue:
                 if self._closed:
                     return
-                wake.clear()
-                await wake.wait()
+                await self._sleep(holding=False)
                 continue
             if self.max_wait_s > 0 and self.arrivals.count > 0 and self._rows < self.max_rows:
                 await self._wait_for_arrivals()
@@ -126,17 +140,23 @@ class MicroBatcher:
                 log.exception("batch worker failed")
 
     async def _wait_for_arrivals(self) -> None:
-        assert self._wake is not None
+        """Hold the queue until the requests being received have been submitted, the batch
+        is full, or the oldest request has waited ``max_wait_s``: one timer for the wait,
+        and a wake-up only when one of these may have happened."""
+        remaining = self._queue[0].t0 + self.max_wait_s - time.perf_counter()
+        if remaining <= 0:
+            return
         loop = asyncio.get_running_loop()
-        deadline = self._queue[0].t0 + self.max_wait_s
-        while self.arrivals.count > 0 and self._rows < self.max_rows and not self._closed:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return
-            self._wake.clear()
-            timer = loop.call_later(remaining, self._wake.set)
-            await self._wake.wait()
+        deadline = loop.time() + remaining
+        timer = loop.call_at(deadline, self._wake)
+        try:
+            while self.arrivals.count > 0 and self._rows < self.max_rows and not self._closed:
+                await self._sleep(holding=True)
+                if loop.time() >= deadline:
+                    return
+        finally:
             timer.cancel()
+            self._waiter = None
 
     def _take(self) -> list[Pending]:
         batch = [self._queue.popleft()]

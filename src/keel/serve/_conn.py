@@ -34,11 +34,16 @@ _OVERLOADED = (
 
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a request-head deadline and a connection bound
-    (class attributes, set by :func:`guarded_protocol`)."""
+    (class attributes, set by :func:`guarded_protocol`).
+
+    The deadline costs a request no timer of its own: a connection notes when it began
+    waiting for a head, and its one timer, when it fires, closes the connection if that
+    wait is over ``head_timeout`` old, or sleeps again for what is left of it."""
 
     head_timeout: float = 5.0
     max_connections: int = 4096
     _head_timer: asyncio.TimerHandle | None = None
+    _waiting_since: float | None = None  # when the connection began waiting for a head
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -46,38 +51,41 @@ class GuardedProtocol(HttpToolsProtocol):
             transport.write(_OVERLOADED)
             transport.close()
             return
-        self._arm_head_timer()
+        self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        self._waiting_since = None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
+        self._waiting_since = None
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         waiting = bool(self.pipeline)  # a queued request's head is already complete
         super().on_response_complete()
         if not waiting and not self.transport.is_closing():
-            self._arm_head_timer()
+            self._await_head()
 
-    def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+    def _await_head(self) -> None:
+        self._waiting_since = self.loop.time()
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout, self._check_head)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
+    def _check_head(self) -> None:
         self._head_timer = None
-        if not self.transport.is_closing():
-            log.debug(
-                "serve: closing a connection whose request head took over %ss", self.head_timeout
-            )
-            self.transport.close()
+        since = self._waiting_since
+        if since is None or self.transport.is_closing():
+            return  # not waiting for a head now; the next wait sets the timer again
+        left = since + self.head_timeout - self.loop.time()
+        if left > 0:
+            self._head_timer = self.loop.call_later(left, self._check_head)
+            return
+        log.debug("serve: closing a connection whose request head took over %ss", self.head_timeout)
+        self.transport.close()
 
 
 def guarded_protocol(head_timeout: float, max_connections: int) -> type[GuardedProtocol]:

@@ -66,8 +66,10 @@ class Request:
     @property
     def query(self) -> dict[str, str]:
         if self._query is None:
-            query = self.scope.get("query_string", b"").decode("latin-1")
-            self._query = dict(parse_qsl(query, keep_blank_values=True))
+            query = self.scope.get("query_string", b"")
+            self._query = (
+                dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
+            )
         return self._query
 
     async def body(self) -> bytes:
@@ -81,7 +83,7 @@ class Request:
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self.state["body_bytes"] = len(body)
+        self.scope["keel"]["body_bytes"] = len(body)
         return body
 
     async def json(self) -> Any:

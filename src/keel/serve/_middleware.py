@@ -3,24 +3,34 @@
 
 Order, outermost first: request id → metrics → errors → routing → auth → content type →
 body limit → the endpoint. Per-request facts travel in ``scope["keel"]``: ``request_id``,
-``model`` and ``version`` (set by the endpoint that answered), ``error_code``.
+``model`` and ``version`` (set by the endpoint that answered), ``error_code``, and
+``status`` once the answer has started (the one ``send`` wrapper, :class:`RequestId`'s, sets
+it; metrics and errors read it).
+
+A middleware that only looks at the request before passing it on (request id, routing, auth,
+content type, body limit) is a plain function returning the next app's awaitable, not a
+coroutine of its own: each request then resumes five frames fewer every time it waits.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import random
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from keel.serve._errors import ServeError
-from keel.serve._http import ClientDisconnected, dumps
+from keel.serve._http import ClientDisconnected, Request, dumps
 
 __all__ = ["compose"]
 
 log = logging.getLogger("keel.serve")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+# Request ids need to be unique, not secret: Python reseeds its generator from the OS at
+# start and in every forked worker.
+_random_bits = random.getrandbits
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
@@ -31,32 +41,31 @@ def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
 
 
 class RequestId:
-    """Echo a sane ``x-request-id`` or make one; put it in ``scope["keel"]`` and the answer."""
+    """Echo a sane ``x-request-id`` or make one; put it in ``scope["keel"]`` and the answer,
+    and the answer's status in ``scope["keel"]["status"]``."""
 
     def __init__(self, app: Any, worker: int = 0) -> None:
         self.app = app
         #: answered with every response: the worker's number when there are several
         self.extra = ((b"x-keel-worker", str(worker).encode()),) if worker else ()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         given = _header(scope, b"x-request-id")
         rid = (
             given
             if given is not None and _REQUEST_ID.match(given)
-            else os.urandom(8).hex().encode()
+            else b"%016x" % _random_bits(64)  # no system call per request
         )
-        scope["keel"] = {"request_id": rid.decode(), "t0": time.perf_counter()}
+        state = scope["keel"] = {"request_id": rid.decode(), "t0": time.perf_counter()}
+        extra = ((b"x-request-id", rid), *self.extra)
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        def send_with_id(message: dict[str, Any]) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    (b"x-request-id", rid),
-                    *self.extra,
-                ]
-            await send(message)
+                state["status"] = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra]
+            return send(message)
 
-        await self.app(scope, receive, send_with_id)
+        return self.app(scope, receive, send_with_id)
 
 
 class Metrics:
@@ -65,26 +74,28 @@ class Metrics:
     def __init__(self, app: Any, metrics: Any) -> None:
         self.app = app
         self.metrics = metrics
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        status = [500]
-
-        async def send_status(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, send)
         finally:
-            state, m = scope["keel"], self.metrics
+            state = scope["keel"]
             model, version = state.get("model", ""), str(state.get("version", ""))
             route = scope.get("route")
             endpoint = route.path if route is not None else "unmatched"
-            m.requests.labels(model, version, endpoint, str(status[0])).inc()
-            m.latency.labels(model, version, endpoint).observe(time.perf_counter() - state["t0"])
+            key = (model, version, endpoint, state.get("status", 500))
+            counted = self._children.get(key)
+            if counted is None:  # a label set's first answer: look its series up once
+                m = self.metrics
+                counted = self._children[key] = (
+                    m.requests.labels(model, version, endpoint, str(key[3])),
+                    m.latency.labels(model, version, endpoint),
+                )
+            counted[0].inc()
+            counted[1].observe(time.perf_counter() - state["t0"])
             if "error_code" in state:
-                m.errors.labels(model, version, state["error_code"]).inc()
+                self.metrics.errors.labels(model, version, state["error_code"]).inc()
 
 
 class Errors:
@@ -95,16 +106,9 @@ class Errors:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        started = [False]
-
-        async def send_tracked(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                started[0] = True
-            await send(message)
-
         state = scope["keel"]
         try:
-            await self.app(scope, receive, send_tracked)
+            await self.app(scope, receive, send)
             return
         except ServeError as exc:
             # Drop the traceback: its frames (one holds the body read so far) would form a
@@ -120,8 +124,8 @@ class Errors:
                 "the server failed to answer this request; quote the request id when you report it",
             )
         state["error_code"] = error.code
-        if started[0]:
-            return  # too late to answer; the connection closes
+        if "status" in state:
+            return  # too late to answer (it has started); the connection closes
         flat = scope["path"].startswith("/v2")  # the Open Inference Protocol's error shape
         body = dumps(error.body(state["request_id"], flat))
         headers = [(b"content-type", b"application/json")]
@@ -140,10 +144,10 @@ class Routing:
         self.app = app
         self.router = router
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         route, params = self.router.match(scope["method"], scope["path"])
         scope["route"], scope["path_params"] = route, params
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 class Auth:
@@ -156,7 +160,7 @@ class Auth:
         self.keys = keys
         self.public = public
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         route = scope["route"]
         needed = None if route.path in self.public else route.scope
         if self.keys is not None and needed is not None:
@@ -175,7 +179,7 @@ class Auth:
             if not key.allows(needed):
                 raise ServeError("forbidden", f"this API key lacks the {needed!r} scope")
             scope["keel"]["key"] = key.name
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 class ContentType:
@@ -185,10 +189,12 @@ class ContentType:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         kind = scope["route"].body
         if kind is not None:
             raw = _header(scope, b"content-type")
+            if raw == b"application/json":  # what nearly every client sends
+                return self.app(scope, receive, send)
             media, *params = (raw or b"").decode("latin-1").lower().split(";")
             media = media.strip()
             charsets = [p.strip()[8:].strip('" ') for p in params if p.strip()[:8] == "charset="]
@@ -203,7 +209,7 @@ class ContentType:
                     f"content type {got} is not accepted; send JSON with "
                     "Content-Type: application/json",
                 )
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -219,10 +225,18 @@ class BodyLimit:
             "payload_too_large", f"the request body is over the limit of {self.max_bytes} bytes"
         )
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        declared = _header(scope, b"content-length")
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+        declared = chunked = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                declared = value
+            elif key == b"transfer-encoding":
+                chunked = value
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             raise self._too_large()
+        if declared is not None and chunked is None:
+            # the HTTP parser hands on exactly Content-Length bytes: nothing to count
+            return self.app(scope, receive, send)
         seen = [0]
 
         async def receive_limited() -> dict[str, Any]:
@@ -232,13 +246,11 @@ class BodyLimit:
                 raise self._too_large()
             return message
 
-        await self.app(scope, receive_limited, send)
+        return self.app(scope, receive_limited, send)
 
 
 async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The innermost app: call the matched endpoint and send what it returns."""
-    from keel.serve._http import Request
-
     response = await scope["route"].handler(Request(scope, receive, scope["path_params"]))
     await response(send)
 
