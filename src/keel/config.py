@@ -38,7 +38,14 @@ SETTINGS: dict[str, Setting] = {
             "",
             "Project folder. Empty: the current folder or the nearest parent holding keel.yaml.",
         ),
-        Setting("KEEL_BLOBS", str, "", "Blob folder. Empty: .keel/blobs in the project folder."),
+        Setting(
+            "KEEL_BLOBS",
+            str,
+            "",
+            "Blob store: a folder, file:///PATH or s3://BUCKET/PREFIX (endpoint, region and "
+            "keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). "
+            "Empty: .keel/blobs in the project folder.",
+        ),
         Setting("KEEL_USER", str, "", "Who is acting, recorded in audit trails. Empty: $USER."),
         Setting(
             "KEEL_BUSY_TIMEOUT_MS",

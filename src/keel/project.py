@@ -68,11 +68,7 @@ class Project:
     def store(self) -> Store:
         if self._store is None:
             blobs = open_blobs(self.blob_location, setting="KEEL_BLOBS")
-            store = Store(self.store_url, getattr(blobs, "root", self.root / STATE_DIR / "blobs"))
-            # Store builds a folder store from its second argument; an s3:// one replaces it
-            # until Store takes any location itself (open_blobs there).
-            store.blobs = blobs  # type: ignore[assignment]
-            self._store = store.connect()
+            self._store = Store(self.store_url, blobs).connect()
             self._store.settings = self.settings
             self._store.project_root = self.root
         return self._store

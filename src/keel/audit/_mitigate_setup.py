@@ -220,7 +220,7 @@ def record(
                 run.link_artifact("feature_spec.json", spec["sha"], spec["size"])
             run.log_metrics({f"holdout_{k}": v for k, v in (metrics or {}).items()}, step=0)
             sha = save_model(model, store.blobs)
-            run.link_artifact("model", sha, store.blobs.path(sha).stat().st_size)
+            run.link_artifact("model", sha, store.blobs.size(sha))
     else:
         run = Run(store, run_id, parent.run.get("experiment") or "default")
         run.log_params(params)

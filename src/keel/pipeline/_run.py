@@ -50,8 +50,8 @@ def _executor(executor: Any, workers: int | None) -> tuple[Any, bool]:
 def _shared(store: Any, name: str) -> dict[str, Any]:
     if name == "inline":
         return {"store": store}
-    root = getattr(store.blobs, "root", None)
-    if root is None or store.url in ("sqlite://", "sqlite:///:memory:"):
+    root = store.blobs.location  # a folder or an s3:// URL: both open from another process
+    if root == "memory:" or store.url in ("sqlite://", "sqlite:///:memory:"):
         raise InvalidInput(
             f"executor {name!r}: the store must be a database and a blob folder "
             "that other processes can open; use executor='inline'"

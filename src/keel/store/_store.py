@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from keel.errors import Conflict, StoreError
 from keel.store import _engine, _tables
-from keel.store._blobs import FileBlobStore
+from keel.store._blobs import FileBlobStore, open_blobs
+from keel.store._s3 import S3BlobStore
 
 __all__ = ["Store"]
 
@@ -31,20 +32,21 @@ class Store:
     :meth:`read`.
     """
 
-    def __init__(self, url: str, blob_root: str | Path) -> None:
+    def __init__(self, url: str, blob_root: str | Path | FileBlobStore | S3BlobStore) -> None:
         self.url = url
         self.settings: dict[str, Any] = {}
         self.project_root: Path | None = None  # the project folder, when opened through one
         """The project's settings (``keel.yaml``) when opened through a project; policies
         such as the audit gates read them."""
-        self.blobs = FileBlobStore(blob_root)
+        # a folder, file:///PATH, s3://BUCKET/PREFIX, or a blob store already made
+        self.blobs = open_blobs(blob_root)
         self._engine: Engine | None = None
         self._local = threading.local()
         self._raw_held: list[Any] = []
         self._insert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
 
     @classmethod
-    def open(cls, url: str, blob_root: str | Path) -> Store:
+    def open(cls, url: str, blob_root: str | Path | FileBlobStore | S3BlobStore) -> Store:
         store = cls(url, blob_root)
         store.connect()
         return store
@@ -200,7 +202,7 @@ class Store:
             ]
 
     def __repr__(self) -> str:
-        return f"Store({self.safe_url!r}, blobs={str(self.blobs.root)!r})"
+        return f"Store({self.safe_url!r}, blobs={self.blobs.location!r})"
 
 
 def _short(exc: BaseException) -> str:

@@ -442,7 +442,7 @@ def train(
         from keel.models import save_model
 
         sha = save_model(fitted, store.blobs)
-        run.link_artifact("model", sha, store.blobs.path(sha).stat().st_size)
+        run.link_artifact("model", sha, store.blobs.size(sha))
     return TrainResult(
         run.id,
         fitted,
