@@ -125,7 +125,9 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
-        self.address = address
+        # a cluster named by Ray's own RAY_ADDRESS is joined as one given here (Ray refuses
+        # num_cpus when it connects to an existing cluster)
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.workers = workers or _default_workers()
         self._started_here = False
 

@@ -47,7 +47,7 @@ def score_cmd(
              keel score adult-income/3 big.csv --executor ray --ray-address 10.0.0.5:6379
     """
     from keel import store as st
-    from keel.serve._score import score  # keel.serve exports it once the lead adds it
+    from keel.serve import score
 
     # Ray's driver prints its cluster's warnings to stdout; keel's answer alone goes there
     with _project(project) as proj, contextlib.redirect_stdout(sys.stderr):

@@ -7,6 +7,8 @@ keel's JSON (``POST /models/NAME/predict``) and MLflow's scoring (``POST /invoca
 plus health, readiness, Prometheus metrics, OpenAPI, API keys with scopes, and atomic
 reloads that keep the old version serving when the new one fails to load. A route may be a
 :class:`Release`: several versions by weight (canary), sticky per key, with a shadow.
+:func:`score` scores a Parquet or CSV file in batch (in process or on Ray Data) and stores
+the predictions as a data set with lineage to the model version.
 
 ::
 
@@ -23,6 +25,7 @@ from keel.serve._labels import ingest_labels, joined, read_labels
 from keel.serve._predlog import PredictionLog, read_predictions
 from keel.serve._release import Release, load_releases
 from keel.serve._routes import route_table
+from keel.serve._score import ScoreResult, score
 from keel.serve._scrape import check_server_url, server_metrics
 from keel.serve._server import RunningServer, is_loopback, serve, start
 from keel.serve._slot import Route
@@ -42,6 +45,7 @@ __all__ = [
     "Release",
     "Route",
     "RunningServer",
+    "ScoreResult",
     "ServeConfig",
     "ServeError",
     "add_key",
@@ -59,6 +63,7 @@ __all__ = [
     "release",
     "revoke_key",
     "route_table",
+    "score",
     "serve",
     "server_metrics",
     "start",
