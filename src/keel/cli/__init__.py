@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         _pipeline_cmds,
         _score_cmds,
         _serve_cmds,
+        _store_cmds,
         _ui_cmds,
     )
     from keel.cli._app import app
