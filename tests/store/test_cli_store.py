@@ -229,9 +229,8 @@ def test_migrate_refuses_a_conflicting_team_store_and_writes_nothing(
     assert objects(s3_env, prefix) == []
 
 
-@pytest.mark.postgres
 def test_migrate_bad_input_is_one_line_and_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = make_project(capsys, tmp_path / "proj")
     dest = tmp_path / "dest-blobs"
@@ -260,3 +259,19 @@ def test_migrate_bad_input_is_one_line_and_writes_nothing(
         "--to-blobs", root / ".keel" / "blobs", "-C", root,
     )  # fmt: skip
     assert code == 2 and "this project's own store" in err
+
+    # an S3 endpoint that does not answer: one line naming it, and no record written
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    team = f"sqlite:///{tmp_path}/team.db"
+    code, out, err = keel(
+        capsys, "store", "migrate", "--to-store", team, "--to-blobs", "s3://team-ml/keel",
+        "-C", root,
+    )  # fmt: skip
+    assert code == 1 and "Traceback" not in err
+    assert "http://127.0.0.1:1" in err and "team-ml" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert sum(counts(team).values()) == 0
