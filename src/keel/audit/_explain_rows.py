@@ -104,7 +104,7 @@ def to_frame(X: Any, schema: list[dict[str, Any]]) -> pd.DataFrame:
         )
     for i, row in enumerate(X):
         check_row(row, schema, f"row {i}")
-    data = {}
+    data: dict[str, Any] = {}
     for col in schema:
         values = [row[col["name"]] for row in X]
         if col.get("type") in NUMERIC:
@@ -158,9 +158,10 @@ def _compile(transformer: Any) -> list[tuple[list[str], list[Step]]] | None:
             return None
         ests = [s for _, s in part.steps] if isinstance(part, Pipeline) else [part]
         steps = [_step(e) for e in ests]
-        if any(s is None for s in steps):
+        known = [s for s in steps if s is not None]
+        if len(known) != len(steps):
             return None
-        parts.append((cols, steps))
+        parts.append(([str(c) for c in cols], known))
     return parts
 
 

@@ -193,8 +193,17 @@ class Explainer:
             self._fit_linear(scored.estimators, scored.weights)
         else:
             self.output_fn_, self.space_ = _output_function(model, self.class_index_)
-            self.expected_value_ = float(np.mean(self.output_fn_(self.background_)))
+            self.expected_value_ = float(np.mean(self.output_fn_(self._background())))
         return self
+
+    def _background(self) -> pd.DataFrame:
+        """The kept background sample; fit() refuses a method that needs one without it."""
+        if self.background_ is None:
+            raise InvalidInput(
+                f"background: method {self.method_!r} needs background rows (e.g. a sample "
+                "of the training data): Explainer(model).fit(background)"
+            )
+        return self.background_
 
     def _check_config(self) -> None:
         if self.method not in METHODS:
@@ -289,7 +298,7 @@ class Explainer:
             self.coef_ = self.coef_ + w * sign * coef[row]
             self.intercept_ += float(w * sign * intercept[row if len(intercept) > 1 else 0])
             binary = self.task_ == "classification" and coef.shape[0] == 1
-        Zb = np.asarray(self.transformer_.transform(self.background_[self.reads_]), np.float64)
+        Zb = np.asarray(self.transformer_.transform(self._background()[self.reads_]), np.float64)
         self.mean_ = Zb.mean(axis=0)
         self.expected_value_ = float(self.coef_ @ self.mean_ + self.intercept_)
         self.space_ = (
@@ -322,10 +331,10 @@ class Explainer:
             )
         frame = _normalise(frame, self.schema_)
         if self.method_ == "exact":
-            phi, empty, full = exact_shap(self.output_fn_, frame, self.background_)
+            phi, empty, full = exact_shap(self.output_fn_, frame, self._background())
         else:
             phi, empty, full = permutation_shap(
-                self.output_fn_, frame, self.background_, self.n_permutations, self.seed
+                self.output_fn_, frame, self._background(), self.n_permutations, self.seed
             )
         # v(empty) is the same for every row; tiny differences are rounding
         return Attributions(
@@ -377,7 +386,7 @@ class Explainer:
         with self._paths_lock:
             if self._paths is None:
                 built = [
-                    PathShap.build(t.booster.dump_model(), t.n_iterations, self.column_index_)
+                    PathShap.build(t.booster.dump_model(), t.n_iterations, self.column_index_ or 0)
                     for t in self.trees_
                 ]
                 paths = [b for b in built if b is not None]
