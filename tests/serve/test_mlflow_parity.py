@@ -140,6 +140,11 @@ def test_mlflow_routes_respect_keys(setup, frame):
         body = {"dataframe_records": records(setup[2], 2)}
         status, _, data = call(server.url, "POST", "/invocations", body)
         assert status == 401, data
+        refused = json.loads(data)  # in MLflow's shape, although no handler ran
+        assert refused["error_code"] and "message" in refused, refused
+        bad = {"Authorization": "Bearer not-a-key"}
+        status, _, data = call(server.url, "POST", "/invocations", body, headers=bad)
+        assert status == 401 and "error_code" in json.loads(data), data
         auth = {"Authorization": f"Bearer {token}"}
         assert call(server.url, "POST", "/invocations", body, headers=auth)[0] == 200
         status, doc = call_json(server.url, "GET", "/openapi.json", headers=auth)

@@ -124,6 +124,13 @@ class Errors:
                 "the server failed to answer this request; quote the request id when you report it",
             )
         state["error_code"] = error.code
+        route = scope.get("route")
+        if route is not None and route.tag == "mlflow":
+            # an MLflow route answers in MLflow's shape even before its handler ran
+            # (401/403 from Auth, 413 from a declared Content-Length)
+            from keel.serve._mlflow import as_mlflow
+
+            error = as_mlflow(error)
         if "status" in state:
             return  # too late to answer (it has started); the connection closes
         flat = scope["path"].startswith("/v2")  # the Open Inference Protocol's error shape

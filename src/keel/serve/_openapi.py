@@ -62,9 +62,6 @@ _ERRORS = {
         error=_KEEL_ERROR,
     ),
 }
-# Errors answered before an MLflow route's handler runs (auth, a declared body size) are in
-# keel's shape until the errors middleware renders them in MLflow's.
-_BEFORE_HANDLER = frozenset({"unauthorized", "forbidden", "payload_too_large"})
 
 # What the non-inference endpoints answer.
 _LOADED = _object(
@@ -356,8 +353,6 @@ def _responses(e: Any, keys: bool) -> dict[str, Any]:
         schema: dict[str, Any] = error
         if mlflow:
             schema = _ref("MLflowError")
-            if _BEFORE_HANDLER & set(codes):
-                schema = {"anyOf": [schema, error]}
         out[str(status)] = {
             "description": "An error with code " + " or ".join(codes),
             "content": {"application/json": {"schema": schema}},
