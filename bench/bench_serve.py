@@ -61,25 +61,37 @@ BIN = Path(sys.executable).parent
 # --- the ceiling: parse the body, return a constant ------------------------------------------
 
 
-async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    import orjson
+async def lifespan(receive: Any, send: Any) -> None:
+    """Answer an ASGI lifespan until shutdown (the ceiling apps have nothing to start)."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if scope["type"] != "http":
-        return
+
+async def read_body(receive: Any) -> bytes:
+    """An ASGI request's whole body."""
     body = b""
     more = True
     while more:
         msg = await receive()
         body += msg.get("body", b"")
         more = msg.get("more_body", False)
+    return body
+
+
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    import orjson
+
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    body = await read_body(receive)
     status, out = 200, b'{"predictions":["<=50K"]}'
     if scope["method"] == "POST":
         try:
@@ -110,33 +122,48 @@ def run_bare(port: int) -> None:
 # --- building the two models ------------------------------------------------------------------
 
 
+def build_keel(tmp: Path, export: bool = False) -> tuple[Any, Any, bytes | None]:
+    """keel's Adult LightGBM in a project at ``tmp/proj``: ingest, default 400-tree model,
+    register, alias ``production``; with ``export``, its ONNX graph too. With the test
+    split as holdout keel fits on the whole train frame, as the MLflow pipeline below does:
+    the same model on both servers (by default keel holds out 20%)."""
+    import keel.data
+    import keel.datasets
+    import keel.export
+    import keel.project
+    import keel.registry
+    import keel.train
+
+    paths = keel.datasets.write_adult_csv(tmp / "data")
+    proj = keel.project.init(tmp / "proj")
+    ds = keel.data.ingest(proj.store, paths["train"], name="adult-train").dataset
+    hold = keel.data.ingest(proj.store, paths["test"], name="adult-test").dataset
+    res = keel.train.train(proj.store, ds.ref, "income", holdout=hold.ref)
+    res = res.final if hasattr(res, "final") else res
+    mv = res.register(proj.store, "adult")
+    keel.registry.set_alias(proj.store, mv.ref, "production")
+    graph = None
+    if export:
+        keel.export.export(proj.store, mv.ref)
+        graph, _ = keel.export.load_export(proj.store, mv.ref)
+    if hasattr(proj.store, "close"):
+        proj.store.close()
+    return res, mv, graph
+
+
 def build(tmp: Path) -> dict[str, Any]:
     import lightgbm
     import mlflow
     from sklearn.pipeline import Pipeline
 
-    import keel.data
     import keel.datasets
-    import keel.project
-    import keel.registry
     import keel.train
     from keel.features import compile_spec
     from keel.train._train import _load_spec
 
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
-    paths = keel.datasets.write_adult_csv(tmp / "data")
-    proj = keel.project.init(tmp / "proj")
-    ds = keel.data.ingest(proj.store, paths["train"], name="adult-train").dataset
-    # With the test split as holdout keel fits on the whole train frame, as the MLflow
-    # pipeline below does: the same model on both servers (by default keel holds out 20%).
-    hold = keel.data.ingest(proj.store, paths["test"], name="adult-test").dataset
-    res = keel.train.train(proj.store, ds.ref, "income", holdout=hold.ref)
-    res = res.final if hasattr(res, "final") else res
-    mv = res.register(proj.store, "adult")
-    keel.registry.set_alias(proj.store, mv.ref, "production")
-    if hasattr(proj.store, "close"):
-        proj.store.close()
+    res, mv, _ = build_keel(tmp)
     info["keel_build_s"] = time.perf_counter() - t0
     info["keel_model"] = {"ref": str(mv.ref), "kind": res.model_kind, "params": res.params}
 

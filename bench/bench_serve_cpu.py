@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import ROOT, machine, median, table, write_results
-from bench_serve import LUA, Server, free_port, wrk
+from bench_serve import LUA, Server, build_keel, free_port, wrk
 
 BIN = Path(sys.executable).parent
 PACKAGES = ("keel", "lightgbm", "onnxruntime", "uvicorn", "uvloop", "httptools", "orjson")
@@ -39,25 +39,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 def build(tmp: Path, batch_rows: int) -> dict[str, Any]:
     """keel's Adult LightGBM (as bench_serve.py builds it, without MLflow's twin), exported;
     its ONNX graph in a file for the minimal app; the bodies."""
-    import keel.data
     import keel.datasets
-    import keel.export
-    import keel.project
-    import keel.registry
-    import keel.train
 
-    paths = keel.datasets.write_adult_csv(tmp / "data")
-    proj = keel.project.init(tmp / "proj")
-    ds = keel.data.ingest(proj.store, paths["train"], name="adult-train").dataset
-    hold = keel.data.ingest(proj.store, paths["test"], name="adult-test").dataset
-    res = keel.train.train(proj.store, ds.ref, "income", holdout=hold.ref)
-    res = res.final if hasattr(res, "final") else res
-    mv = res.register(proj.store, "adult")
-    keel.registry.set_alias(proj.store, mv.ref, "production")
-    keel.export.export(proj.store, mv.ref)
-    graph, _ = keel.export.load_export(proj.store, mv.ref)
-    if hasattr(proj.store, "close"):
-        proj.store.close()
+    _, _, graph = build_keel(tmp, export=True)
+    assert graph is not None
     (tmp / "model.onnx").write_bytes(graph)
     test = keel.datasets.adult("test")
     rows = json.loads(test[[c for c in test.columns if c != "income"]].head(batch_rows).to_json(

@@ -31,7 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from _common import ROOT, machine, median, table, write_results
-from bench_serve import LUA, PACKAGES, Server, build, free_port, labels, post, wrk
+from bench_serve import (
+    LUA,
+    PACKAGES,
+    Server,
+    build,
+    free_port,
+    labels,
+    lifespan,
+    post,
+    read_body,
+    wrk,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -53,21 +64,11 @@ def onnx_app_factory(graph: str) -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        body = b""
-        more = True
-        while more:
-            msg = await receive()
-            body += msg.get("body", b"")
-            more = msg.get("more_body", False)
+        body = await read_body(receive)
         status, out = 200, b'{"ok":true}'
         if scope["method"] == "POST":
             rows = orjson.loads(body)["dataframe_records"]
