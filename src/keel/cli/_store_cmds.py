@@ -1,4 +1,5 @@
-"""``keel gc`` and ``keel store migrate``: the store's garbage, and moving it to a team store."""
+"""``keel gc``, ``keel store migrate`` and ``keel log``: the store's garbage, moving it to a
+team store, and who changed it."""
 
 from __future__ import annotations
 
@@ -117,3 +118,39 @@ def migrate_cmd(
     ]
     if rows:
         table("records", ["table", "copied", "already there"], rows)
+
+
+@app.command("log")
+def log_cmd(
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="Newest changes to list."),
+    user: str = typer.Option(None, "--user", help="Only this user's changes."),
+    project: Path = PROJECT,
+    as_json: bool = JSON,
+) -> None:
+    """Who changed the shared store, newest first: ingests, runs, registrations, alias
+    moves (with their reason), audits, pipeline runs and gate overrides, each with its user
+    (KEEL_USER, else the account the command ran as).
+
+    Example: keel log -n 20
+             keel log --user alice --json
+    """
+    import datetime
+
+    from keel.store import activity
+
+    with _project(project) as proj:
+        found = activity(proj.store, limit=limit, who=user)
+    if as_json:
+        emit_json({"activity": [a.to_dict() for a in found]})
+        return
+    rows = [
+        [
+            datetime.datetime.fromtimestamp(a.at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            a.who,
+            a.action,
+            a.subject,
+            a.detail,
+        ]
+        for a in found
+    ]
+    table("who did what (UTC)", ["at", "who", "action", "subject", "detail"], rows)

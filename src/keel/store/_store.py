@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from keel.errors import Conflict, StoreError
 from keel.store import _engine, _tables
@@ -105,6 +105,14 @@ class Store:
             raise Conflict(f"store write refused: {_short(exc)}") from None
         except OperationalError as exc:
             raise StoreError(f"store write failed: {_short(exc)}") from None
+        except ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+                raise
+            raise StoreError(
+                f"store write refused: {_short(exc)}; the database role "
+                f"{self.engine.url.username or '(default)'!r} may not change the store "
+                "(a read-only role reads only)"
+            ) from None
 
     def append(self, table: Table, rows: list[dict[str, Any]]) -> None:
         """Insert ``rows`` into ``table`` in one write transaction: the tracking hot path.
