@@ -386,20 +386,23 @@ def _explain_rows(explain: dict[str, Any]) -> tuple[list[str], str]:
 
 def _explain_served_rows(served: dict[str, Any]) -> tuple[list[str], str]:
     """README row for bench_explain_served: one explained request over HTTP."""
-    r, g = served["results"], served["goals"]["served_explanation_at_most_5_ms"]
+    goals = served["goals"]
+    g = goals.get("served_explanation_p99_at_most_5_ms") or goals["served_explanation_at_most_5_ms"]
+    r = served["results"]
+    n_requests = served["config"].get("requests_each") or served["config"].get("requests", 0)
     e, p = r["predict + explain"], r["predict"]
     rows = [
         f'| Serve one Adult row with `"explain": true` over HTTP, one request at a time '
-        f"({served['config']['requests']:,} requests) | median {_ms(e['median_ms'])} · p99 "
+        f"({n_requests:,} requests) | median {_ms(e['median_ms'])} · p99 "
         f"{_ms(e['p99_ms'])} (without explain: {_ms(p['median_ms'])} · {_ms(p['p99_ms'])}) "
         f"| goal ≤ {g['target_ms']:g} ms | — |"
     ]
     yn = "met" if g["met"] else "**not met**"
     note = (
         f"Served explanation: `keel serve` in its own process, client on the same cores, "
-        f"keep-alive; the explainer (exact TreeSHAP on the native LightGBM model) loads on the "
-        f"first explained request. Goal: one served explanation ≤ {g['target_ms']:g} ms: "
-        f"median {yn} ({g['median_ms']:.2f} ms); p99 {g['p99_ms']:.2f} ms."
+        f"keep-alive, plain and explained requests in alternating blocks after a warm-up; one "
+        f"row is explained by a compiled TreeSHAP. Goal: a served explanation's p99 ≤ "
+        f"{g['target_ms']:g} ms: {yn} (p99 {g['p99_ms']:.2f} ms; median {g['median_ms']:.2f} ms)."
     )
     return rows, note
 
