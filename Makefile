@@ -30,7 +30,10 @@ test: $(DEVSTAMP)  ## lint, the layer contract, mypy and the whole suite (slow t
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/lint-imports
 	$(BIN)/mypy src/keel
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --ignore=tests/ray $(PYTEST_ARGS)
+	# the two-node Ray cluster tests in a process of their own: Ray Data cannot start its
+	# actors on a cluster this process joins after an earlier Ray session of its own
+	$(BIN)/python -m pytest -q tests/ray $(PYTEST_ARGS)
 
 screenshots: $(DEVSTAMP)  ## the README's pictures of keel ui, taken by the browser tests
 	KEEL_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/ui/test_browser.py -k screenshots

@@ -116,6 +116,18 @@ class ProcessExecutor:
             self._pool = None
 
 
+def _same_cluster(ray: Any, address: str) -> bool:
+    """Whether this process's Ray connection is to the cluster at ``address`` (host:port of
+    its GCS; the port decides, since Ray reports the node's IP for a loopback address)."""
+    if address == "auto" or address.startswith("ray://"):  # Ray's client: leave it be
+        return True
+    try:
+        current = str(ray.get_runtime_context().gcs_address)
+    except Exception:  # noqa: BLE001 - no readable address: reconnect to be sure
+        return False
+    return current.rsplit(":", 1)[-1] == address.rsplit(":", 1)[-1]
+
+
 class RayExecutor:
     """Ray tasks on a cluster (``address``), or a local Ray started on first use.
 
@@ -133,6 +145,10 @@ class RayExecutor:
 
     def _ray(self) -> Any:
         ray = require("ray", "ray")
+        if ray.is_initialized() and self.address and not _same_cluster(ray, self.address):
+            # this process is connected to another Ray (a local one started earlier): join
+            # the cluster asked for rather than running there
+            ray.shutdown()
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if self.address:

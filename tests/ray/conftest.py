@@ -187,6 +187,10 @@ def ray_cluster() -> Iterator[LocalCluster]:
     """A head node and one worker node (1 CPU each) for the tests in tests/ray; gone (and
     this process disconnected from it) before any other package's tests run, so a later
     local Ray (tests/train's search) never lands on a cluster these tests changed."""
+    import ray
+
+    if ray.is_initialized():  # an earlier package's local Ray: these tests use the cluster
+        ray.shutdown()
     root = Path(tempfile.mkdtemp(prefix="kr", dir="/tmp"))  # short: Ray's socket paths
     cluster = LocalCluster(root)
     try:
