@@ -14,7 +14,6 @@ replica's rank, from 1.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -117,9 +116,7 @@ def start_on_ray(
 
         KeyRing.from_file(keys_file)  # a bad key file is refused before any replica starts
     root = str(Path(project_root).resolve())
-    # RayExecutor passes num_cpus unless given an address, which Ray refuses when
-    # RAY_ADDRESS names a cluster: so name it here
-    ex = RayExecutor(address=address or os.environ.get("RAY_ADDRESS") or None)
+    ex = RayExecutor(address=address)  # else the cluster RAY_ADDRESS names, else a local Ray
     ex._ray()
     try:
         from ray import serve

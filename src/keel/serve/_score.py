@@ -17,7 +17,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -305,9 +304,7 @@ def _score_ray(
     from keel.executors import RayExecutor
 
     expected = _input_rows(path, fmt)
-    # RayExecutor passes num_cpus unless given an address, which Ray refuses when
-    # RAY_ADDRESS names a cluster: so name it here
-    ex = RayExecutor(address=address or os.environ.get("RAY_ADDRESS") or None)
+    ex = RayExecutor(address=address)  # else the cluster RAY_ADDRESS names, else a local Ray
     ray = ex._ray()
     quiet = logging.getLogger("ray.data")  # a failure is reported by keel, in one line
     level = quiet.level
