@@ -433,22 +433,22 @@ class KeelApp:
         rows = self.metrics.batch_rows.labels(name, str(dep.version))
         requests = self.metrics.batch_requests.labels(name, str(dep.version))
 
-        def on_batch(items: list[Any], outputs: dict[str, Any], seconds: float) -> None:
+        def on_batch(items: list[Any], feed: Any, outputs: dict[str, Any], seconds: float) -> None:
             rows.observe(sum(item.n for item in items))
             requests.observe(len(items))
             if self.sink is not None:
                 asyncio.get_running_loop().call_soon(
-                    self._log_batch, name, dep, items, outputs, time.perf_counter()
+                    self._log_batch, name, dep, items, feed, outputs, time.perf_counter()
                 )
 
         return on_batch
 
     def _log_batch(
-        self, name: str, dep: Deployment, items: list[Any], outputs: dict, done: float
+        self, name: str, dep: Deployment, items: list[Any], feed: Any, outputs: dict, done: float
     ) -> None:
         try:
             if hasattr(self.sink, "record_block"):  # columns, encoded off the request path
-                self.sink.record_block(dep.block_of(items, outputs, done))
+                self.sink.record_block(dep.block_of(items, feed, outputs, done))
                 return
             entries, offset = [], 0
             for item in items:

@@ -58,7 +58,8 @@ class MicroBatcher:
     ``executor``: where the (blocking) run happens; None runs it on the event loop.
     ``inline_rows``: batches of at most this many rows run on the event loop even with an
     executor (a thread hand-off costs more than a run that short).
-    ``on_batch(items, outputs, seconds)``: called after the answers are handed back.
+    ``on_batch(items, feed, outputs, seconds)``: called after the answers are handed back,
+    with the batch's merged feed (so a listener need not merge the requests' feeds again).
     """
 
     def __init__(
@@ -68,7 +69,7 @@ class MicroBatcher:
         max_rows: int = 256,
         max_wait_s: float = 0.0,
         executor: Executor | None = None,
-        on_batch: Callable[[list[Pending], dict[str, np.ndarray], float], None] | None = None,
+        on_batch: Callable[[list[Pending], Feed, dict[str, np.ndarray], float], None] | None = None,
         arrivals: Arrivals | None = None,
         inline_rows: int = 0,
     ) -> None:
@@ -198,7 +199,7 @@ class MicroBatcher:
             _answer(item, part)
             offset = end
         if self.on_batch is not None:
-            self.on_batch(batch, outputs, time.perf_counter() - start)
+            self.on_batch(batch, feed, outputs, time.perf_counter() - start)
 
 
 def _answer(item: Pending, outputs: dict[str, np.ndarray]) -> None:

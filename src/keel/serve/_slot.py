@@ -200,16 +200,19 @@ class Deployment:
             for lab, p in zip(labels, probs, strict=True)
         ]
 
-    def block_of(self, items: list[Pending], outputs: dict[str, np.ndarray], done: float) -> Any:
-        """A batch's requests and answers as a prediction-log :class:`Block` (columns)."""
+    def block_of(
+        self,
+        items: list[Pending],
+        feed: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+        done: float,
+    ) -> Any:
+        """A batch's requests (``feed``: their rows merged, as the batch ran them) and
+        answers as a prediction-log :class:`Block` (columns)."""
         from keel.serve._predblock import Block
 
         metas = [item.meta for item in items]  # (request id, arrival epoch, perf_counter)
-        feeds = [item.feed for item in items]
         spec = self.spec
-        feed = feeds[0]
-        if len(feeds) > 1:
-            feed = {k: np.concatenate([f[k] for f in feeds]) for k in feed}
         num_names, num = spec.log_numbers(feed)  # a tensor as its summaries, never raw
         text = feed["text"]
         regression = self.task == "regression"
