@@ -22,6 +22,7 @@ SETTINGS_KEYS = (
     "name",
     "format_version",
     "store",
+    "blobs",
     "audit",
     "card",
     "monitor",
@@ -52,22 +53,41 @@ class Project:
 
     @property
     def blob_location(self) -> str:
-        """``KEEL_BLOBS`` (a folder, ``file:///PATH`` or ``s3://BUCKET/PREFIX``), or the
-        project's ``.keel/blobs`` folder."""
-        return str(config.get("KEEL_BLOBS") or self.root / STATE_DIR / "blobs")
+        """Where the blobs are (a folder, ``file:///PATH`` or ``s3://BUCKET/PREFIX``):
+        ``KEEL_BLOBS``, else keel.yaml's ``blobs`` (a relative folder is taken from the
+        project folder), else the project's ``.keel/blobs`` folder."""
+        env = config.get("KEEL_BLOBS")
+        if env:
+            return str(env)
+        setting = self.settings.get("blobs")
+        if setting is None or setting == "":
+            return str(self.root / STATE_DIR / "blobs")
+        if not isinstance(setting, str):
+            raise InvalidInput(
+                f"{CONFIG_FILE} blobs: expected a folder, file:///PATH or s3://BUCKET/PREFIX, "
+                f"got {type(setting).__name__} {setting!r}"
+            )
+        if "://" in setting or Path(setting).is_absolute():
+            return setting
+        return str(self.root / setting)
+
+    @property
+    def _blobs_setting(self) -> str:
+        """What named the blob location, for error messages."""
+        return "KEEL_BLOBS" if config.get("KEEL_BLOBS") else f"{CONFIG_FILE} blobs"
 
     @property
     def blob_root(self) -> Path:
         """The blob folder; an error when the blobs are in object storage."""
-        blobs = open_blobs(self.blob_location, setting="KEEL_BLOBS")
+        blobs = open_blobs(self.blob_location, setting=self._blobs_setting)
         if not isinstance(blobs, FileBlobStore):
-            raise InvalidInput(f"KEEL_BLOBS: {blobs.location} is not a folder")
+            raise InvalidInput(f"{self._blobs_setting}: {blobs.location} is not a folder")
         return blobs.root
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            blobs = open_blobs(self.blob_location, setting="KEEL_BLOBS")
+            blobs = open_blobs(self.blob_location, setting=self._blobs_setting)
             self._store = Store(self.store_url, blobs).connect()
             self._store.settings = self.settings
             self._store.project_root = self.root

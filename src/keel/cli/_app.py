@@ -576,17 +576,40 @@ def alias(
 
 @app.command()
 def lineage(
-    ref: str = typer.Argument(..., help="Model reference: name, name/VERSION or name@alias."),
+    ref: str = typer.Argument(
+        None,
+        help="Model reference: name, name/VERSION or name@alias. With --request: the model "
+        "that answered (optional).",
+    ),
+    request: str = typer.Option(
+        None,
+        "--request",
+        "-r",
+        metavar="RID",
+        help="A served prediction's request id (x-request-id): walk from its logged answer.",
+    ),
     project: Path = PROJECT,
     as_json: bool = JSON,
 ) -> None:
-    """Walk a model's lineage: model → run → dataset(s) → source file(s).
+    """Walk a model's lineage: model → run → dataset(s) → source file(s); or, with
+    --request, a served prediction's: log segment → model version → run → dataset(s) →
+    source file(s).
 
     Example: keel lineage adult-income@candidate
+             keel lineage --request 4f1c9a adult-income
     """
     from keel import registry
     from keel import store as st
+    from keel.errors import InvalidInput
 
+    if request is not None:
+        _prediction_lineage(request, ref, project, as_json)
+        return
+    if ref is None:
+        raise InvalidInput(
+            "lineage: expected a model reference (name, name/VERSION or name@alias) or "
+            "--request RID, got neither"
+        )
     with _project(project) as proj:
         mv = registry.get_version(proj.store, ref)
         root = st.lineage(proj.store, "model", mv.ref)
@@ -601,6 +624,83 @@ def lineage(
         )
         return
     console.print(lineage_tree(root, details))
+
+
+def _prediction_lineage(rid: str, model: str | None, project: Path | None, as_json: bool) -> None:
+    """``keel lineage --request RID [MODEL]``: the logged answers to that request and, for
+    each log segment holding one, everything it came from down to the source files."""
+    from keel import store as st
+
+    with _project(project) as proj:
+        found = _served(proj.store, rid, model)
+        trees = {f["segment"]: st.lineage(proj.store, "predictions", f["segment"]) for f in found}
+        nodes = [n for t in trees.values() for n in t.walk()]
+        details = {(n.kind, n.id): st.describe(proj.store, n) for n in nodes}
+    for seg in trees:
+        details[("predictions", seg)] = {"label": f"prediction log segment {seg[:12]}…"}
+    sources = {
+        n.id: {
+            "uri": details[(n.kind, n.id)].get("label"),
+            "sha256": n.id,
+            "bytes": details[(n.kind, n.id)].get("bytes"),
+        }
+        for n in nodes
+        if n.kind == "source"
+    }
+    if as_json:
+        emit_json(
+            {
+                "request_id": rid,
+                "predictions": found,
+                "lineage": {seg: t.to_dict() for seg, t in trees.items()},
+                "details": {f"{k}:{i}": d for (k, i), d in details.items()},
+                "sources": list(sources.values()),
+            }
+        )
+        return
+    for f in found:
+        answer = f["label"] if f["label"] is not None else f["prediction"]
+        console.print(
+            f"request [bold]{rid}[/bold] row {f['row']}: {f['model']}/{f['version']} answered "
+            f"{answer!r} at {when(f['ts'])}",
+            highlight=False,
+        )
+    for t in trees.values():
+        console.print(lineage_tree(t, details))
+    for src in sources.values():
+        console.print(f"source {src['uri']} sha256 {src['sha256']}", highlight=False)
+
+
+def _served(store: Any, rid: str, model: str | None) -> list[dict[str, Any]]:
+    """The logged answers to request ``rid`` (of ``model``: a name, or one version by
+    name/VERSION or name@alias); one line naming what was asked when there are none."""
+    from keel import registry
+    from keel.errors import InvalidInput, NotFound
+    from keel.serve import find_predictions
+    from keel.serve._traffic import check_request_id
+
+    try:
+        check_request_id(rid)
+    except InvalidInput as exc:
+        raise InvalidInput("--request: " + str(exc).split(": ", 1)[1]) from None
+    name, version = model, None
+    if model is not None and ("/" in model or "@" in model):
+        mv = registry.get_version(store, model)
+        name, version = mv.name, mv.version
+    elif model is not None:
+        registry.check_name(model, "MODEL")
+    found = [
+        f
+        for f in find_predictions(store, rid, model=name)
+        if version is None or f["version"] == version
+    ]
+    if not found:
+        of = f" of {model!r}" if model else ""
+        raise NotFound(
+            f"--request: no logged prediction{of} has request id {rid!r} (a server logs its "
+            "answers within seconds; --log-sample below 1 skips some)"
+        )
+    return found
 
 
 def _fair_served_table(f: dict[str, Any]) -> None:
