@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -88,9 +89,17 @@ def start(name: str, built: dict[str, Any], tmp: Path, env: dict[str, str]) -> t
 
 def measure(server: Server, url: str, body: Path, conc: int, seconds: int) -> dict[str, Any]:
     before, load = group_cpu_s(server.proc.pid), os.getloadavg()[0]
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     run = wrk(url, body, conc, seconds)
     cpu = group_cpu_s(server.proc.pid) - before
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (after.ru_utime - kids.ru_utime) + (after.ru_stime - kids.ru_stime)
     return {
+        # cores the server kept busy, and the load generator's own CPU per request: on a
+        # machine where both share the cores, N workers can at most reach
+        # cores / (server + wrk CPU per request) requests a second
+        "server_cores_busy": cpu / max(run["seconds"], 1e-9),
+        "wrk_cpu_ms_per_request": wrk_cpu / max(run["requests"], 1) * 1000,
         "req_per_s": run["req_per_s"],
         "p99_ms": run["p99_ms"],
         "errors": run["errors"],
@@ -153,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 "p99_ms": median([r["p99_ms"] for r in rs]),
                 "errors": sum(r["errors"] for r in rs),
                 "load_1min": [r["load_1min"] for r in rs],
+                "server_cores_busy": median([r["server_cores_busy"] for r in rs]),
+                "wrk_cpu_ms_per_request": median([r["wrk_cpu_ms_per_request"] for r in rs]),
                 "runs": rs,
             }
         )
@@ -164,7 +175,20 @@ def main(argv: list[str] | None = None) -> int:
                 mine, theirs = by[("keel", n_rows)], by[(other, n_rows)]
                 key = f"{other}/keel CPU per request, {n_rows} row(s)"
                 ratios[key] = theirs["cpu_ms_per_request"] / mine["cpu_ms_per_request"]
-    heads = ["server", "body rows", "CPU ms/req", "CPU µs/row", "req/s", "p99 ms", "errors"]
+    # the most a second worker can add on this machine: both workers and the load generator
+    # share os.cpu_count() cores, so two workers reach at most
+    # cores / (server + wrk CPU per request) requests a second, against one worker's rate
+    cores = os.cpu_count() or 1
+    bounds: dict[str, float] = {}
+    for n_rows in built["bodies"]:
+        k = by.get(("keel", n_rows))
+        if k is not None:
+            most = cores / ((k["cpu_ms_per_request"] + k["wrk_cpu_ms_per_request"]) / 1000)
+            bounds[f"most 2 workers / 1 worker on {cores} shared cores, {n_rows} row(s)"] = (
+                most / k["req_per_s"]
+            )
+    heads = ["server", "body rows", "CPU ms/req", "CPU µs/row", "cores busy", "wrk CPU ms/req",
+             "req/s", "p99 ms", "errors"]  # fmt: skip
     print()
     print(
         table(
@@ -175,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                     c["body_rows"],
                     c["cpu_ms_per_request"],
                     c["cpu_us_per_row"],
+                    c["server_cores_busy"],
+                    c["wrk_cpu_ms_per_request"],
                     c["req_per_s"],
                     c["p99_ms"],
                     c["errors"],
@@ -184,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print()
-    for key, value in ratios.items():
+    for key, value in {**ratios, **bounds}.items():
         print(f"{key}: {value:.2f}")
     out = write_results(
         "serve_cpu",
@@ -202,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "results": cells,
             "ratios": ratios,
+            "worker_scaling_bound": bounds,
         },
     )
     print(f"\nwrote {out.relative_to(ROOT)}")

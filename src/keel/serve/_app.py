@@ -39,7 +39,13 @@ class ServeConfig:
     max_body_bytes: largest request body (413 past it), checked while it streams in.
     run_in_thread: run sessions in a thread per model (True) or always on the event loop.
     inline_run_us: runs expected (from warm-up timings) to take less than this run on the
-        event loop even with run_in_thread, since a thread hand-off would cost more.
+        event loop even with run_in_thread: the hand-off to the model's thread and back
+        costs CPU (a wake-up each way and the GIL changing hands), and it buys overlap of
+        parsing with the run only where a core is free for it. 5 ms keeps an ordinary
+        batch (a 100-row tree-ensemble run takes ~1.3 ms) on the loop, which costs ~0.3 ms
+        less CPU a 100-row request on a 2-core machine; a longer run (a big batch, a large
+        network) goes to the thread so the loop keeps reading requests and answering
+        /healthz. Several cores: scale out with ``keel serve --workers``.
     export_missing: export a version that has no ONNX graph yet when loading it.
     watch_seconds: how often to look for alias moves in the registry; a route whose alias
         moved is reloaded by itself (0: never; reload with ``POST /admin/reload``).
@@ -64,7 +70,7 @@ class ServeConfig:
     max_request_rows: int = 10_000
     max_body_bytes: int = 8 * 1024 * 1024
     run_in_thread: bool = True
-    inline_run_us: float = 200.0
+    inline_run_us: float = 5000.0
     export_missing: bool = True
     watch_seconds: float = 2.0
     head_timeout_s: float = 5.0
