@@ -15,9 +15,12 @@ A plug-in is a callable in a group, under a name. It arrives in one of two ways:
 The groups keel runs:
 
 ``alias_checks``
-    ``check(store, ref, alias, *, override, who) -> list[str]``, run by
+    ``check(store, ref, alias, *, override, who[, record]) -> list[str]``, run by
     :func:`keel.registry.set_alias` before an alias moves; it raises to refuse the move and
-    returns the failed rules that ``override`` let through. keel.audit's gates are one.
+    returns the failed rules that ``override`` let through. A check that takes ``record``
+    appends the events it wants kept (``(kind, subject, payload)``) to that list, and they
+    are written in the move's own transaction: a move the store refuses keeps none of them.
+    keel.audit's gates are one.
     An alias never moves while this group is empty: a broken install fails closed.
 ``alert_actions``
     ``action(store, target) -> run`` (with ``.id``), run by ``keel monitor`` for an alert

@@ -324,3 +324,41 @@ def test_keel_release_takes_an_override(trained, capsys):
         assert code == 0, capsys.readouterr().err
     finally:
         (root / "keel.yaml").write_text(yaml.safe_dump(settings))
+
+
+def test_a_move_the_store_refuses_leaves_no_gate_event(tmp_path):
+    """The gate's pass or override is written with the alias move, in one transaction: when
+    the store refuses the move (here a trigger, as a role without the grant would), neither
+    the move nor the gate event is there."""
+    from sqlalchemy import text
+
+    from keel.errors import Conflict, StoreError
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    adult("train").sample(1500, random_state=3).to_csv(root / "a.csv", index=False)
+    strict = {**POLICY, "policy": ["fairness.sex.demographic_parity_difference <= 0.001"]}
+    proj = _project(root, strict)
+    ingest(proj.store, root / "a.csv", name="adult")
+    mv = train(proj.store, "adult", "income", params={"n_estimators": 20}, seed=0).register(
+        proj.store, "adult"
+    )
+    audit(proj.store, mv.ref, sections=["fairness"], n_boot=20)
+    with proj.store.write() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER no_moves BEFORE INSERT ON aliases "
+                "BEGIN SELECT RAISE(ABORT, 'moves are frozen'); END"
+            )
+        )
+    before = len(proj.store.events("gate_override"))
+    with pytest.raises((Conflict, StoreError), match="moves are frozen"):
+        registry.set_alias(proj.store, mv.ref, "production", override="committee ok")
+    assert len(proj.store.events("gate_override")) == before
+    assert "production" not in registry.get_version(proj.store, mv.ref).aliases
+    with proj.store.write() as conn:
+        conn.execute(text("DROP TRIGGER no_moves"))
+    registry.set_alias(proj.store, mv.ref, "production", override="committee ok")
+    events = proj.store.events("gate_override")
+    assert len(events) == before + 1 and events[-1]["payload"]["reason"] == "committee ok"
+    proj.close()

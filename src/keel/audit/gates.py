@@ -322,7 +322,13 @@ def gate(store: Any, ref: str, policy: Policy | None = None) -> GateResult:
 
 
 def enforce(
-    store: Any, ref: str, alias: str, *, override: str | None = None, who: str | None = None
+    store: Any,
+    ref: str,
+    alias: str,
+    *,
+    override: str | None = None,
+    who: str | None = None,
+    record: list[tuple[str, str, dict[str, Any]]] | None = None,
 ) -> list[str]:
     """The check :func:`keel.registry.set_alias` runs before moving ``alias`` to ``ref``:
     nothing when the project's policy does not gate ``alias``, declares no policy at all
@@ -332,7 +338,9 @@ def enforce(
     override, the checks and the failed rules are recorded as a ``gate_override`` event
     (:func:`alias_trail` pairs these with the moves). Returns the failed rules that were
     overridden (empty when none failed). Raises :class:`ValidationFailed` naming every failed
-    rule, changing nothing."""
+    rule, changing nothing. ``record``: a list to append the event to (``(kind, subject,
+    payload)``), which :func:`keel.registry.set_alias` writes in the move's own transaction;
+    without it the event is written here."""
     from keel import config, registry
 
     policy = Policy.from_settings(getattr(store, "settings", None))
@@ -359,18 +367,18 @@ def enforce(
             problems = [str(exc)]
     if not problems:
         assert result is not None
-        with store.write() as conn:
-            store.add_event(
-                conn,
-                "gate_passed",
-                mv.ref,
-                {
-                    "alias": alias,
-                    "who": who or config.user(),
-                    "evidence_id": result.evidence_id,
-                    "checks": list(result.checks),
-                },
-            )
+        _record(
+            store,
+            record,
+            "gate_passed",
+            mv.ref,
+            {
+                "alias": alias,
+                "who": who or config.user(),
+                "evidence_id": result.evidence_id,
+                "checks": list(result.checks),
+            },
+        )
         return []
     if override is None:
         raise ValidationFailed(
@@ -378,21 +386,35 @@ def enforce(
             f"Fix the model, or move the alias with --override REASON (override= in Python) "
             f"to record why it ships anyway"
         )
-    with store.write() as conn:
-        store.add_event(
-            conn,
-            "gate_override",
-            mv.ref,
-            {
-                "alias": alias,
-                "reason": override,
-                "who": who or config.user(),
-                "failed": problems,
-                "evidence_id": result.evidence_id if result else None,
-                "checks": list(result.checks) if result else [],
-            },
-        )
+    _record(
+        store,
+        record,
+        "gate_override",
+        mv.ref,
+        {
+            "alias": alias,
+            "reason": override,
+            "who": who or config.user(),
+            "failed": problems,
+            "evidence_id": result.evidence_id if result else None,
+            "checks": list(result.checks) if result else [],
+        },
+    )
     return problems
+
+
+def _record(
+    store: Any,
+    record: list[tuple[str, str, dict[str, Any]]] | None,
+    kind: str,
+    subject: str,
+    payload: dict[str, Any],
+) -> None:
+    if record is not None:
+        record.append((kind, subject, payload))
+        return
+    with store.write() as conn:
+        store.add_event(conn, kind, subject, payload)
 
 
 def alias_trail(store: Any, name: str) -> list[dict[str, Any]]:

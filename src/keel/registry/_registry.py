@@ -6,6 +6,7 @@ A reference to a model is ``name`` (its newest version), ``name/3`` (version 3) 
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import time
@@ -274,11 +275,13 @@ def list_versions(store: Store, name: str) -> list[ModelVersion]:
 
 def _run_alias_checks(
     store: Any, ref: str, alias: str, *, override: str | None, who: str | None
-) -> list[str]:
+) -> tuple[list[str], list[tuple[str, str, dict[str, Any]]]]:
     """Run every ``alias_checks`` plug-in (keel.audit's gates among them, see
     :mod:`keel.plugins`); each raises to refuse the move. Returns the failed rules that
-    ``override`` let through. With no check plugged in at all (a broken install), refuse:
-    an alias must not move unchecked."""
+    ``override`` let through, and the events the checks asked to record with the move
+    (a check that takes ``record`` appends them there instead of writing them itself, so
+    that a move the store then refuses leaves no gate pass or override behind). With no
+    check plugged in at all (a broken install), refuse: an alias must not move unchecked."""
     checks = plugins.plugins("alias_checks")
     if not checks:
         raise plugins.PluginMissing(
@@ -286,9 +289,20 @@ def _run_alias_checks(
             "keel's package metadata is missing: reinstall keel (pip install -e .)"
         )
     overridden: list[str] = []
+    record: list[tuple[str, str, dict[str, Any]]] = []
     for check in checks.values():
-        overridden.extend(check(store, ref, alias, override=override, who=who) or [])
-    return overridden
+        kwargs: dict[str, Any] = {"override": override, "who": who}
+        if _takes_record(check):
+            kwargs["record"] = record
+        overridden.extend(check(store, ref, alias, **kwargs) or [])
+    return overridden, record
+
+
+def _takes_record(check: Any) -> bool:
+    try:
+        return "record" in inspect.signature(check).parameters
+    except (TypeError, ValueError):  # a callable with no signature to read
+        return False
 
 
 def set_alias(
@@ -314,9 +328,12 @@ def set_alias(
         raise InvalidInput(
             f"alias: give the version to point at, e.g. {ref}/3 or {ref}@candidate; got {ref!r}"
         )
-    if _run_alias_checks(store, ref, alias, override=override, who=who):
+    overridden, events = _run_alias_checks(store, ref, alias, override=override, who=who)
+    if overridden:
         why = f"{why} [gate override: {override}]".strip()
-    with store.write() as conn:
+    with store.write() as conn:  # the checks' events land with the move, or not at all
+        for kind, subject, payload in events:
+            store.add_event(conn, kind, subject, payload)
         row = _resolve(conn, ref)
         old = conn.execute(
             select(t_alias.c.version).where(t_alias.c.name == row.name, t_alias.c.alias == alias)
