@@ -20,7 +20,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "credit" / "keel.yaml").is_file()
 
 
-def test_readme_yaml_examples_are_accepted(tmp_path):
+def test_readme_yaml_examples_are_accepted(tmp_path, monkeypatch):
     """Every YAML block of the README is a valid policy, alert set, pipeline or release."""
     import yaml
 
@@ -42,9 +42,19 @@ def test_readme_yaml_examples_are_accepted(tmp_path):
         elif "audit" in data:
             assert Policy.from_settings(data).rules
             kinds.append("policy")
+        elif "store" in data or "blobs" in data:  # a project's keel.yaml naming a team store
+            from keel.project import Project
+            from keel.store._engine import normalise_url
+
+            monkeypatch.delenv("KEEL_STORE", raising=False)
+            monkeypatch.delenv("KEEL_BLOBS", raising=False)
+            proj = Project(tmp_path, data)
+            assert normalise_url(proj.store_url).startswith("postgresql+psycopg://")
+            assert proj.blob_location.startswith("s3://")
+            kinds.append("project")
         else:
             path = tmp_path / "release.yaml"
             path.write_text(text)
             assert load_releases(path)
             kinds.append("release")
-    assert sorted(kinds) == ["monitor", "pipeline", "policy", "release"]
+    assert sorted(kinds) == ["monitor", "pipeline", "policy", "project", "release"]
