@@ -54,6 +54,14 @@ SETTINGS: dict[str, Setting] = {
             "How long a SQLite writer waits for the lock before giving up.",
         ),
         Setting(
+            "KEEL_STORE_RETRY_SECONDS",
+            int,
+            30,
+            "How long a PostgreSQL store keeps retrying, with backoff, when its connection is "
+            "lost (server restarted or unreachable): opening a transaction, and the whole of a "
+            "tracking write (params, metrics). 0: fail at once.",
+        ),
+        Setting(
             "KEEL_EXECUTOR", str, "process", "Default executor for search trials: process or ray."
         ),
         Setting("KEEL_WORKERS", int, 0, "Worker processes for local executors. 0: one per core."),

@@ -4,7 +4,8 @@ SQLite (the default): WAL journal so readers never block the writer, a busy time
 writers queue instead of failing, ``synchronous=FULL`` so an acknowledged write survives a
 crash, and ``BEGIN IMMEDIATE`` for write transactions so two writers never both hold a read
 lock and deadlock on the upgrade. PostgreSQL: psycopg 3, with an advisory lock around
-migrations.
+migrations, connections checked before use (``pool_pre_ping``, so a restarted server's dead
+connections are replaced) and a 10 s connect timeout.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ def create(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+    # A bounded connect: a server host that drops packets would otherwise hold each try for
+    # the operating system's TCP timeout (minutes), past KEEL_STORE_RETRY_SECONDS.
+    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 10}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=4, max_overflow=8, connect_args=connect_args
+    )
 
 
 def _sqlite_engine(url: str) -> Engine:

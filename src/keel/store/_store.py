@@ -11,11 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, Table, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 
+from keel import config
 from keel.errors import Conflict, StoreError
 from keel.store import _engine, _tables
 from keel.store._blobs import FileBlobStore, open_blobs
@@ -30,6 +37,13 @@ class Store:
     ``Store(url, blob_root)`` only stores configuration; :meth:`open` connects and migrates.
     Write through :meth:`write` (one transaction, ``BEGIN IMMEDIATE`` on SQLite), read through
     :meth:`read`.
+
+    On PostgreSQL a lost connection (the server restarted, crashed or is briefly unreachable)
+    is retried with backoff for ``KEEL_STORE_RETRY_SECONDS``: opening the connection of any
+    :meth:`read` or :meth:`write`, and the whole of an :meth:`append` (see there for a commit
+    whose acknowledgement was lost). A :meth:`write` whose connection drops after its body
+    began cannot be replayed by the store (the body is the caller's code): it fails with one
+    line saying whether nothing was committed or the commit's outcome is unknown.
     """
 
     def __init__(self, url: str, blob_root: str | Path | FileBlobStore | S3BlobStore) -> None:
@@ -97,35 +111,55 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One write transaction: all of it lands, or none of it."""
+        committing = False
         try:
-            with self.engine.connect().execution_options(keel_write=True) as conn:
+            with self._connect(keel_write=True) as conn:
                 with conn.begin():
                     yield conn
-        except IntegrityError as exc:
-            raise Conflict(f"store write refused: {_short(exc)}") from None
-        except OperationalError as exc:
-            raise StoreError(f"store write failed: {_short(exc)}") from None
-        except ProgrammingError as exc:
-            if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+                    committing = True  # what fails from here on failed in COMMIT
+        except DBAPIError as exc:
+            error = self._write_error(exc, committing)
+            if error is exc:
                 raise
-            raise StoreError(
+            raise error from None
+
+    def _write_error(self, exc: DBAPIError, committing: bool) -> Exception:
+        """The one-line error for a failed write (``committing``: it failed in COMMIT), or
+        ``exc`` itself when keel has nothing to add."""
+        if isinstance(exc, IntegrityError):
+            return Conflict(f"store write refused: {_short(exc)}")
+        if self.dialect == "postgresql" and _lost_connection(exc):
+            outcome = (
+                "the commit's outcome is unknown (it may have landed)"
+                if committing
+                else "nothing of this write was committed"
+            )
+            return StoreError(
+                f"store write failed: the connection to {self.safe_url} was lost "
+                f"({_short(exc)}); {outcome}"
+            )
+        if isinstance(exc, OperationalError):
+            return StoreError(f"store write failed: {_short(exc)}")
+        if isinstance(exc, ProgrammingError) and getattr(exc.orig, "sqlstate", None) == "42501":
+            return StoreError(  # insufficient_privilege
                 f"store write refused: {_short(exc)}; the database role "
                 f"{self.engine.url.username or '(default)'!r} may not change the store "
                 "(a read-only role reads only)"
-            ) from None
+            )
+        return exc
 
     def append(self, table: Table, rows: list[dict[str, Any]]) -> None:
         """Insert ``rows`` into ``table`` in one write transaction: the tracking hot path.
 
         On SQLite it skips SQLAlchemy's per-statement machinery and drives the driver
         directly (same pragmas, ``BEGIN IMMEDIATE``, ``synchronous=FULL``), on a connection
-        kept per thread; on PostgreSQL it is an ordinary :meth:`write`.
+        kept per thread. On PostgreSQL it is one transaction that is retried whole when the
+        connection is lost (see :meth:`_append_pg`).
         """
         if not rows:
             return
         if self.dialect != "sqlite":
-            with self.write() as conn:
-                conn.execute(insert(table), rows)
+            self._append_pg(table, rows)
             return
         cols = list(rows[0])
         sql = self._insert_sql.get((table.name, tuple(cols)))
@@ -146,6 +180,98 @@ class Store:
                 raise Conflict(f"store write refused: {why}") from None
             raise StoreError(f"store write failed: {why}") from None
 
+    def _append_pg(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` in one transaction, retried whole while the connection is lost.
+
+        The rows are plain data, so a transaction that did not commit can be sent again. The
+        hard case is a connection lost *in* COMMIT: the server may have committed and only
+        the acknowledgement was lost, and sending the rows again would write them twice. So
+        the transaction notes its id (``txid_current()``) before COMMIT, and after such a
+        loss keel reconnects and asks the server: ``txid_status`` (PostgreSQL's answer to
+        exactly this question) says committed, aborted or still in progress (then keel asks
+        again). Committed counts only if the first row is there with that transaction as its
+        ``xmin`` too: after a crash that lost the commit record, the server may hand the
+        same id to another transaction. Committed: done, nothing is sent again. Otherwise
+        the rows are sent again. When ``KEEL_STORE_RETRY_SECONDS`` runs out, one line says
+        so and whether the last attempt may have landed.
+        """
+        retry = _Retry(self)
+        while True:
+            xid: int | None = None
+            committing = False
+            try:
+                with self._connect_once(keel_write=True) as conn:
+                    with conn.begin():
+                        conn.execute(insert(table), rows)
+                        xid = int(conn.execute(text("SELECT txid_current()")).scalar_one())
+                        committing = True
+            except DBAPIError as exc:
+                if not _lost_connection(exc):
+                    error = self._write_error(exc, committing=False)
+                    if error is exc:
+                        raise
+                    raise error from None
+                if committing and xid is not None:
+                    if self._landed(table, rows[0], xid, retry, exc):
+                        return
+                retry.wait(exc)
+                continue
+            return
+
+    def _landed(
+        self, table: Table, first: dict[str, Any], xid: int, retry: _Retry, lost: DBAPIError
+    ) -> bool:
+        """Whether transaction ``xid``, whose COMMIT lost its connection, committed."""
+        while True:
+            try:
+                with self._connect_once() as conn:
+                    try:
+                        status = conn.execute(
+                            text("SELECT txid_status(:x)"), {"x": xid}
+                        ).scalar_one()
+                    except DBAPIError as exc:
+                        if getattr(exc.orig, "sqlstate", None) != "22023":
+                            raise
+                        return False  # "in the future": the crash lost it, the id is unused
+                    if status == "in progress":  # the old session is still finishing
+                        raise _StillInProgress
+                    if status not in ("committed", None):
+                        return False  # aborted
+                    # committed (or too old to tell): our first row, written by xid?
+                    where = [table.c[k] == v for k, v in first.items()]
+                    mine = text("xmin::text = :x32").bindparams(x32=str(xid & 0xFFFFFFFF))
+                    found = conn.execute(select(text("1")).select_from(table).where(*where, mine))
+                    return found.first() is not None
+            except _StillInProgress:
+                retry.wait(lost, landed="maybe")
+            except DBAPIError as exc:
+                if not _lost_connection(exc):
+                    raise
+                retry.wait(exc, landed="maybe")
+
+    @contextmanager
+    def _connect(self, keel_write: bool = False) -> Iterator[Connection]:
+        """A connection, waiting (PostgreSQL) while the server cannot be reached."""
+        if self.dialect != "postgresql":
+            with self._connect_once(keel_write) as conn:
+                yield conn
+            return
+        retry = _Retry(self)
+        while True:
+            try:
+                conn = self._connect_once(keel_write)
+                break
+            except DBAPIError as exc:
+                if not _lost_connection(exc):
+                    raise
+                retry.wait(exc, what="store connection")
+        with conn:
+            yield conn
+
+    def _connect_once(self, keel_write: bool = False) -> Connection:
+        conn = self.engine.connect()
+        return conn.execution_options(keel_write=True) if keel_write else conn
+
     def _raw_connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "raw", None)
         if conn is None:
@@ -159,7 +285,7 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             with conn.begin():
                 yield conn
 
@@ -211,6 +337,52 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.safe_url!r}, blobs={self.blobs.location!r})"
+
+
+class _StillInProgress(Exception):
+    """The transaction asked about has not finished yet."""
+
+
+#: PostgreSQL error codes of a connection that is gone: connection exceptions (08xxx) and the
+#: server going down or not yet up (admin_shutdown, crash_shutdown, cannot_connect_now).
+_LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+def _lost_connection(exc: DBAPIError) -> bool:
+    """Whether ``exc`` (from PostgreSQL) means the connection is gone or could not be made,
+    so nothing of the work in flight went further than its COMMIT, if it got that far."""
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    if state is None:  # no answer from a server at all: refused, reset, closed
+        return isinstance(exc, OperationalError)
+    return bool(state.startswith("08") or state in _LOST_STATES)
+
+
+class _Retry:
+    """Backoff (50 ms doubling to 1 s) until ``KEEL_STORE_RETRY_SECONDS`` have passed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.budget = config.get_int("KEEL_STORE_RETRY_SECONDS")
+        self.deadline = time.monotonic() + self.budget
+        self.delay = 0.05
+
+    def wait(self, exc: DBAPIError, what: str = "store write", landed: str = "no") -> None:
+        """Sleep before the next try, or raise the one-line error when time is up."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            outcome = {
+                "no": "nothing of it was committed",
+                "maybe": "its last commit's outcome is unknown (it may have landed)",
+            }[landed]
+            raise StoreError(
+                f"{what} failed: the connection to {self.store.safe_url} was lost and did not "
+                f"come back within KEEL_STORE_RETRY_SECONDS={self.budget} s ({_short(exc)}); "
+                f"{outcome}"
+            ) from None
+        time.sleep(min(self.delay, remaining))  # the last try falls at the deadline
+        self.delay = min(self.delay * 2, 1.0)
 
 
 def _short(exc: BaseException) -> str:
