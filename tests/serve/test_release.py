@@ -280,3 +280,60 @@ def test_admin_release_of_a_plain_route_is_not_found(models):
     with start(store, ["adult"]) as server:
         status, body = call_json(server.url, "GET", "/admin/release/adult")
         assert status == 404 and "not a release" in body["error"]["message"]
+
+
+def test_a_changed_release_file_is_applied_and_a_bad_one_keeps_the_running_release(
+    models, tmp_path
+):
+    """``release_file``: weights change in place (the loaded versions stay), a new variant is
+    loaded before the swap, and a file keel refuses (bad YAML, an added route) changes
+    nothing and is recorded."""
+    store, df, v1, v2, v3 = models
+    path = tmp_path / "release.yaml"
+    path.write_text("name: adult\nvariants: {production: 100}\n")
+    rows = [{"rows": records(df, 1)}] * 40
+
+    def versions() -> set[str]:
+        return {h for _, s, h, _ in _post_many(server.url, "/models/adult/predict", rows)}
+
+    def failures() -> int:
+        return len(store.events("serve.release_failed"))
+
+    with start(store, [Release("adult", {"production": 100})], release_file=str(path),
+               watch_seconds=0.1) as server:  # fmt: skip
+        first = server.app.slots["adult"]
+        production = first.variants["production"]
+        assert versions() == {v1.ref}
+
+        # a new variant, pinned version 3, with nearly all the weight
+        path.write_text("name: adult\nvariants: {production: 1, '3': 1000000}\n")
+        assert _wait_for(lambda: "3" in server.app.slots["adult"].variants, 30)
+        assert versions() == {v3.ref}
+        now = server.app.slots["adult"]
+        assert now.variants["production"] is production  # kept, not reloaded
+        assert now.counts["production"] == first.counts["production"]
+
+        # weights only: the same loaded slots, the weight moves back
+        path.write_text("name: adult\nvariants: {production: 1000000, '3': 1}\n")
+        assert _wait_for(lambda: dict(server.app.slots["adult"].weights)["3"] == 1.0, 30)
+        assert versions() == {v1.ref}
+        assert server.app.slots["adult"].variants["3"] is now.variants["3"]
+
+        before = failures()
+        for bad, why in (
+            ("name: adult\nvariants: {production: [}\n", "not valid YAML"),
+            ("releases:\n- {name: adult}\n- {name: other, model: adult}\n", "adds route"),
+            ("name: adult\nvariants: {production: 1, nosuchalias: 5}\n", "does not resolve"),
+        ):
+            path.write_text(bad)
+            assert _wait_for(lambda: failures() > before, 30), bad  # noqa: B023
+            event = store.events("serve.release_failed")[-1]
+            assert why in event["payload"]["error"], event
+            before = failures()
+            assert versions() == {v1.ref}  # the running release stays
+        assert server.app.slots["adult"].variants["production"] is production
+        moved = [e for e in store.events("serve.release") if e["subject"] == str(path)]
+        assert [e["payload"]["variants"] for e in moved][-2:] == [
+            {"production": 1.0, "3": 1000000.0},
+            {"production": 1000000.0, "3": 1.0},
+        ]

@@ -55,11 +55,13 @@ def proj(tmp_path_factory):
 
 
 class Server:
-    def __init__(self, root: Path, workers: int, *extra: str) -> None:
+    def __init__(
+        self, root: Path, workers: int, *extra: str, routes: tuple[str, ...] = ("adult",)
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "keel", "serve", "adult", "--workers", str(workers)]
+            [sys.executable, "-m", "keel", "serve", *routes, "--workers", str(workers)]
             + ["--port", str(self.port), "--project", str(root)]
             + ["--watch-seconds", str(WATCH_S), *extra],
             stdout=subprocess.PIPE,
@@ -177,6 +179,45 @@ def test_an_alias_move_reaches_every_worker_within_the_bound(proj):
         server.stop()
         with project.open_project(root) as p:
             registry.set_alias(p.store, v1.ref, "production")
+
+
+def test_a_canary_change_in_the_release_file_reaches_every_worker_within_the_bound(
+    proj, tmp_path
+):
+    root, df, v1, v2 = proj
+    release = tmp_path / "release.yaml"
+    release.write_text("name: adult\nvariants: {production: 100}\n")
+    server = Server(root, 2, "--release", str(release), routes=())
+    rows = records(df, 1)
+
+    def answers(n: int = 40) -> dict[str, set[str]]:
+        """worker → the versions it answered with, over fresh connections."""
+        seen: dict[str, set[str]] = {}
+        for _ in range(n):
+            status, headers, _ = call(server.url, "POST", PREDICT.format(name="adult"),
+                                      {"rows": rows})  # fmt: skip
+            assert status == 200
+            seen.setdefault(headers["x-keel-worker"], set()).add(headers["keel-model-version"])
+        return seen
+
+    try:
+        server.wait_ready()
+        assert all(v == {v1.ref} for v in answers().values())
+        # version 2, pinned, takes (nearly) all the traffic: a canary turned up to full
+        release.write_text("name: adult\nvariants: {production: 1, '2': 1000000}\n")
+        t0 = time.monotonic()
+        while True:
+            seen = answers()
+            if set(seen) == {"1", "2"} and all(v == {v2.ref} for v in seen.values()):
+                break
+            assert time.monotonic() - t0 < MOVE_BOUND_S, seen
+            time.sleep(0.2)
+        release.write_text("name: adult\nvariants: {production: [\n")  # refused by each
+        server.wait_for("not applied (the running releases stay)", count=2)
+        assert all(v == {v2.ref} for v in answers().values())
+    finally:
+        out = server.stop()
+    assert server.proc.returncode == 0, out
 
 
 def test_a_killed_worker_is_restarted_and_the_other_keeps_answering(proj):

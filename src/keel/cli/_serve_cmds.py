@@ -82,6 +82,8 @@ def serve_cmd(
         "max_connections": max_connections,
         "public_metrics": public_metrics,
     }
+    if release and not on_ray:  # re-read when it changes (Ray's nodes may not have the file)
+        settings["release_file"] = str(Path(release).resolve())
     if replicas is not None and not on_ray:
         raise InvalidInput("--replicas: applies with --ray (Ray Serve replicas); see --workers")
     if on_ray:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import os
 import re
 import threading
 import time
@@ -61,6 +62,13 @@ class ServeConfig:
         names every model, version and monitor gauge, so by default it needs one).
     worker: this process's number among ``keel serve --workers N`` (from 1), answered in
         every response's ``x-keel-worker`` header; 0: the server is one process.
+    release_file: the YAML file the releases came from (``keel serve --release``), looked at
+        every ``watch_seconds``: when it changes, each release whose weights, variants or
+        shadow changed is rebuilt (new variants loaded and warmed first) and swapped in
+        whole, so a canary change reaches every worker within ``watch_seconds`` plus the
+        load time. A file keel refuses, or one that adds or drops a route (a restart does
+        that), leaves the running releases as they are, logged and recorded as a
+        ``serve.release_failed`` event.
     """
 
     alias: str = "production"
@@ -77,6 +85,7 @@ class ServeConfig:
     max_connections: int = 4096
     public_metrics: bool = False
     worker: int = 0
+    release_file: str | None = None
     max_string_bytes: int = dataclasses.field(
         default_factory=lambda: config.get_int("KEEL_MAX_STRING_BYTES")
     )
@@ -165,6 +174,7 @@ class KeelApp:
         )
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task] = set()
+        self._release_stamp = _file_stamp(self.config.release_file)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -290,12 +300,112 @@ class KeelApp:
                     await asyncio.sleep(min(0.5, every))
                     await self.reload_moved()
                 mark = now
+                if self.config.release_file is not None:
+                    await self.reload_release_file()
                 await asyncio.to_thread(self.refresh_monitor_gauges)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("serve: watching the registry for alias moves failed")
             await asyncio.sleep(every)
+
+    # -- release file watch ----------------------------------------------------------
+
+    async def reload_release_file(self) -> list[dict[str, Any]]:
+        """Apply the release file if it changed since it was last read (see
+        ``ServeConfig.release_file``): one result per release in it, or one failure."""
+        path = self.config.release_file
+        stamp = _file_stamp(path)
+        if path is None or stamp == self._release_stamp:
+            return []
+        self._release_stamp = stamp
+        try:
+            releases = await asyncio.to_thread(self._read_release_file, path)
+        except Exception as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.error(
+                "serve: release file %s not applied (the running releases stay): %s", path, why
+            )
+            await self._release_event("serve.release_failed", path, {"error": why[:1000]})
+            return [{"file": path, "ok": False, "error": why}]
+        results = []
+        for release in releases:
+            results.append(await self._apply_release(release))
+        return results
+
+    def _read_release_file(self, path: str) -> list[Release]:
+        from keel.serve._release import load_releases
+
+        releases = load_releases(path)
+        served = {name for name, top in self.slots.items() if isinstance(top, ReleaseSlot)}
+        given = {r.name for r in releases}
+        if given != served:
+            added, dropped = sorted(given - served), sorted(served - given)
+            what = "; ".join(
+                [f"adds route(s) {', '.join(added)}"] * bool(added)
+                + [f"drops route(s) {', '.join(dropped)}"] * bool(dropped)
+            )
+            raise InvalidInput(
+                f"release file {path}: {what}; a running server changes the releases it "
+                "serves, not its routes (restart it for that)"
+            )
+        for release in releases:
+            release.resolve(self.store)
+        return releases
+
+    async def _apply_release(self, release: Release) -> dict[str, Any]:
+        """Swap in ``release`` for the route of that name: variants it keeps keep their
+        loaded versions; new ones are loaded first, and if one fails the old release stays."""
+        old = self.slots[release.name]
+        assert isinstance(old, ReleaseSlot)
+        if old.release == release:
+            return {"release": release.name, "ok": True, "changed": False}
+        new = ReleaseSlot(release, reuse=old)
+        fresh = [leaf for leaf in new.leaves() if leaf.live is None]
+        loaded = await asyncio.gather(*(self._reload_slot(leaf) for leaf in fresh))
+        if not all(r["ok"] for r in loaded):
+            for leaf in fresh:
+                if leaf.live is not None:
+                    self._spawn(leaf.live.retire())
+            why = "; ".join(
+                f"{r.get('variant')}: {(r.get('error') or {}).get('code')}"
+                for r in loaded
+                if not r["ok"]
+            )
+            log.error("serve: release %r not changed: %s", release.name, why)
+            await self._release_event(
+                "serve.release_failed",
+                self.config.release_file,
+                {"release": release.name, "error": why},
+            )
+            return {"release": release.name, "ok": False, "changed": False, "error": why}
+        self.slots[release.name] = new  # one assignment: a request sees the old or the new
+        kept = set(map(id, new.leaves()))
+        for leaf in old.leaves():
+            if id(leaf) not in kept and leaf.live is not None:
+                if not self._still_served(release.name, leaf.live.version):
+                    self.metrics.loaded.labels(release.name, str(leaf.live.version)).set(0)
+                self._spawn(leaf.live.retire())
+        weights = {variant: weight for variant, weight in new.weights}
+        log.info("serve: release %r now %s", release.name, weights)
+        await self._release_event(
+            "serve.release",
+            self.config.release_file,
+            {"release": release.name, "variants": weights, "shadow": release.shadow},
+        )
+        return {"release": release.name, "ok": True, "changed": True, "variants": weights}
+
+    async def _release_event(self, kind: str, path: str | None, payload: dict[str, Any]) -> None:
+        def write() -> None:
+            with self.store.write() as conn:
+                self.store.add_event(
+                    conn, kind, str(path), {**payload, "worker": self.config.worker}
+                )
+
+        try:
+            await asyncio.to_thread(write)
+        except Exception:
+            log.exception("serve: recording %s failed", kind)
 
     def refresh_monitor_gauges(self) -> None:
         """Set ``keel_monitor_value`` from the newest ``monitor`` event of each served model
@@ -524,3 +634,14 @@ def create_app(
     cfg = dataclasses.replace(config or ServeConfig(), **settings)
     routes = [routes] if isinstance(routes, str | Route | Release) else list(routes)
     return KeelApp(store_of(project_or_store), routes, config=cfg, keys=keys, sink=sink)
+
+
+def _file_stamp(path: str | None) -> tuple[int, int, int] | None:
+    """What tells a changed file: its inode, size and modification time (ns)."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -118,22 +118,33 @@ class ReleaseSlot:
     """What answers a release's route: a slot per weighted variant, and one for the
     shadow. Offers the interface of :class:`Slot` that the endpoints use."""
 
-    def __init__(self, release: Release) -> None:
+    def __init__(self, release: Release, reuse: ReleaseSlot | None = None) -> None:
+        """``reuse``: the release this one replaces; the slots of variants (and the shadow)
+        that serve the same route carry over with their loaded versions and counts."""
         self.release = release
         model = release.model or release.name
-        self.arrivals = Arrivals()  # shared: every variant's batcher sees the route's arrivals
+        # shared: every variant's batcher sees the route's arrivals
+        self.arrivals: Arrivals = reuse.arrivals if reuse is not None else Arrivals()
         self.variants: dict[str, Slot] = {}
         self.weights: list[tuple[str, float]] = []
         for key, weight in release.variants.items():
             variant = str(key)
             route = _variant_route(release.name, model, variant)
-            self.variants[variant] = Slot(route, variant, self.arrivals)
+            kept = reuse.variants.get(variant) if reuse is not None else None
+            if kept is not None and kept.route == route:
+                self.variants[variant] = kept
+            else:
+                self.variants[variant] = Slot(route, variant, self.arrivals)
             self.weights.append((variant, float(weight)))
         self.shadow: Slot | None = None
         if release.shadow is not None:
             variant = str(release.shadow)
             route = _variant_route(release.name, model, variant)
-            self.shadow = Slot(route, f"shadow:{variant}", Arrivals())
+            old = reuse.shadow if reuse is not None else None
+            if old is not None and old.route == route:
+                self.shadow = old
+            else:
+                self.shadow = Slot(route, f"shadow:{variant}", Arrivals())
         total = sum(w for _, w in self.weights)
         self._cumulative: list[tuple[float, str]] = []
         acc = 0.0
@@ -143,8 +154,13 @@ class ReleaseSlot:
         self.sticky_header = release.sticky_header.strip().lower()
         self._rng = random.Random(release.seed)
         self._salt = release.name.encode() + b"\0"
-        self.counts: dict[str, int] = {v: 0 for v in self.variants}
-        self.shadow_counts: dict[str, int] = {"sent": 0, "ok": 0, "failed": 0, "dropped": 0}
+        before = reuse.counts if reuse is not None else {}
+        self.counts: dict[str, int] = {v: before.get(v, 0) for v in self.variants}
+        self.shadow_counts: dict[str, int] = (
+            dict(reuse.shadow_counts)
+            if reuse is not None and self.shadow is not None and self.shadow is reuse.shadow
+            else {"sent": 0, "ok": 0, "failed": 0, "dropped": 0}
+        )
         self.shadow_in_flight = 0
 
     # -- the Slot interface ------------------------------------------------------------
