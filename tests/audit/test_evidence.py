@@ -113,16 +113,21 @@ def test_bad_policies_name_the_setting(settings, expected):
         Policy.from_settings({"audit": settings})
 
 
-def test_gates_guard_the_production_alias(tmp_path):
+def _strict_version(tmp_path, sample_seed, n_estimators):
+    """A project whose gate no model passes (DP difference <= 0.001), and a version in it."""
     root = tmp_path / "proj"
     root.mkdir()
-    adult("train").sample(1500, random_state=2).to_csv(root / "a.csv", index=False)
+    adult("train").sample(1500, random_state=sample_seed).to_csv(root / "a.csv", index=False)
     strict = {**POLICY, "policy": ["fairness.sex.demographic_parity_difference <= 0.001"]}
     proj = _project(root, strict)
     ingest(proj.store, root / "a.csv", name="adult")
-    mv = train(proj.store, "adult", "income", params={"n_estimators": 40}, seed=0).register(
-        proj.store, "adult"
-    )
+    params = {"n_estimators": n_estimators}
+    mv = train(proj.store, "adult", "income", params=params, seed=0).register(proj.store, "adult")
+    return proj, mv
+
+
+def test_gates_guard_the_production_alias(tmp_path):
+    proj, mv = _strict_version(tmp_path, 2, 40)
     with pytest.raises(ValidationFailed, match="no audit evidence"):
         registry.set_alias(proj.store, mv.ref, "production")
     registry.set_alias(proj.store, mv.ref, "candidate")  # not gated
@@ -334,15 +339,7 @@ def test_a_move_the_store_refuses_leaves_no_gate_event(tmp_path):
 
     from keel.errors import Conflict, StoreError
 
-    root = tmp_path / "proj"
-    root.mkdir()
-    adult("train").sample(1500, random_state=3).to_csv(root / "a.csv", index=False)
-    strict = {**POLICY, "policy": ["fairness.sex.demographic_parity_difference <= 0.001"]}
-    proj = _project(root, strict)
-    ingest(proj.store, root / "a.csv", name="adult")
-    mv = train(proj.store, "adult", "income", params={"n_estimators": 20}, seed=0).register(
-        proj.store, "adult"
-    )
+    proj, mv = _strict_version(tmp_path, 3, 20)
     audit(proj.store, mv.ref, sections=["fairness"], n_boot=20)
     with proj.store.write() as conn:
         conn.execute(
