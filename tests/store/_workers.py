@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -55,10 +56,19 @@ def run_together(
     job: str, args_per_child: list[tuple[object, ...]], timeout: float = 120
 ) -> list[tuple[int, str, str]]:
     """Start one child per args tuple, release them at once, return (rc, stdout, stderr)s."""
+    return run_together_timed(job, args_per_child, timeout)[0]
+
+
+def run_together_timed(
+    job: str, args_per_child: list[tuple[object, ...]], timeout: float = 120
+) -> tuple[list[tuple[int, str, str]], float]:
+    """:func:`run_together`, and the wall seconds from the go signal to the last child's
+    exit (imports and connecting are done before it)."""
     procs = [start(job, *args) for args in args_per_child]
     try:
         for proc in procs:
             wait_ready(proc)
+        t0 = time.perf_counter()
         for proc in procs:  # the go signal: every child is blocked reading stdin
             assert proc.stdin is not None
             proc.stdin.write("go\n")
@@ -67,7 +77,7 @@ def run_together(
         for proc in procs:
             out, err = proc.communicate(timeout=timeout)
             results.append((proc.returncode, out, err))
-        return results
+        return results, time.perf_counter() - t0
     finally:
         for proc in procs:
             if proc.poll() is None:
