@@ -43,6 +43,16 @@ def k8s_cmd(
     allow_namespace: list[str] = typer.Option(
         None, help="Another namespace whose pods may call the server (repeatable)."
     ),
+    store_secret: str = typer.Option(
+        None,
+        help="Serve from, and log predictions to, the team store: the Secret holding "
+        "KEEL_STORE, KEEL_BLOBS and AWS_* (the pod's environment).",
+    ),
+    store_port: list[int] = typer.Option(
+        None,
+        help="With --store-secret: a TCP port the pod may connect to (repeatable; "
+        "default 5432 and 443).",
+    ),
     force: bool = typer.Option(False, help="Write into a folder that holds other files."),
     project: Path = PROJECT,
     as_json: bool = JSON,
@@ -50,9 +60,12 @@ def k8s_cmd(
     """Write an image's build context (Dockerfile, the exported ONNX graph, serving
     requirements) and Kubernetes manifests for a model; --kserve adds an InferenceService.
     No secret is written: the manifests name the Secret that holds the API keys.
+    --store-secret NAME: the pod serves this version from the team store and logs its
+    predictions there (keel monitor sees them); the Secret NAME holds the store's settings.
 
     Example: keel deploy k8s adult@production --out deploy/adult --image reg.example/adult:3
              keel deploy k8s adult@candidate --out deploy/cand --kserve --release release.yaml
+             keel deploy k8s adult@production --out deploy/adult --store-secret keel-store
     """
     from keel.deploy import deploy_k8s
 
@@ -75,6 +88,8 @@ def k8s_cmd(
             target_cpu_percent=target_cpu,
             keys_secret=keys_secret,
             allow_namespaces=tuple(allow_namespace or ()),
+            store_secret=store_secret,
+            **({"store_ports": tuple(store_port)} if store_port else {}),
         )
     if as_json:
         emit_json(res)

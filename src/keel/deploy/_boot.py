@@ -1,6 +1,6 @@
 """The container's entry point: serve the graph the image holds with keel's server.
 
-    python -m keel.deploy serve [--model-dir /srv/keel/model] [--store /var/lib/keel]
+    python -m keel.deploy serve [--model-dir /srv/keel/model] [--store /var/lib/keel | --team-store]
                                 [--keys /etc/keel/keys/keys.json] [--host 0.0.0.0] [--port 8080]
 
 At start it checks ``model.onnx`` against the sha256 in ``keel-deploy.json`` (the build
@@ -10,6 +10,13 @@ with the alias it was deployed from (and ``production``), so answers, metrics an
 prediction log name the same version as the project the image came from. Then it serves
 it with keel's server on every interface; keel refuses that without API keys, and the key
 file is reread when its Secret changes.
+
+With ``--team-store`` the pod keeps nothing of its own: it opens the team's store from
+``KEEL_STORE`` and ``KEEL_BLOBS`` (and ``AWS_*`` for S3), which the manifests take from a
+Secret. That store must hold the model version the image was built from, exported with this
+very graph (its ``export.onnx`` tag is the graph's sha256), or the pod refuses to start. It
+then serves that pinned version and logs its predictions there, under the real version, so
+``keel monitor`` on any machine sees the pod's traffic. It writes no registry rows.
 
 Nothing here imports the training stack (scikit-learn, LightGBM, fairlearn, ...): the
 image installs keel without its dependencies and then only what serving needs
@@ -26,9 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keel.errors import InvalidInput, KeelError, UnsafeArtifact
+from keel.errors import InvalidInput, KeelError, NotFound, UnsafeArtifact
 
 DEFAULT_MODEL_DIR = "/srv/keel/model"
+STORE_KEYS = (
+    "KEEL_STORE (postgresql://USER:PASSWORD@HOST:5432/DB), KEEL_BLOBS (s3://BUCKET/PREFIX) "
+    "and, for S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (AWS_ENDPOINT_URL for "
+    "an S3-compatible store)"
+)
 
 
 def read_manifest(model_dir: str | Path) -> tuple[dict[str, Any], bytes]:
@@ -120,7 +132,13 @@ def run(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="Serve the image's graph with keel's server.")
     p.add_argument("--model-dir", default=DEFAULT_MODEL_DIR)
-    p.add_argument("--store", default="/var/lib/keel", help="A writable folder for the store.")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--store", default="/var/lib/keel", help="A writable folder for the store.")
+    where.add_argument(
+        "--team-store",
+        action="store_true",
+        help="Serve from, and log to, the team store in KEEL_STORE and KEEL_BLOBS.",
+    )
     p.add_argument("--keys", default=None, help="API keys JSON (from 'keel key').")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080)
@@ -129,7 +147,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         serve_image(
             args.model_dir,
-            args.store,
+            None if args.team_store else args.store,
             keys=args.keys,
             host=args.host,
             port=args.port,
@@ -143,23 +161,37 @@ def run(argv: list[str] | None = None) -> int:
 
 def serve_image(
     model_dir: str | Path,
-    store_dir: str | Path,
+    store_dir: str | Path | None,
     *,
     keys: str | Path | None = None,
     host: str = "0.0.0.0",
     port: int = 8080,
     log_sample: float = 1.0,
 ) -> None:
-    """Check the image's graph, seed the pod's store and serve until stopped."""
+    """Check the image's graph, seed the pod's store (``store_dir``) and serve until
+    stopped. ``store_dir`` None: serve from the team store (see :func:`open_team_store`)."""
     from keel.serve import KeyRing, PredictionLog, serve
     from keel.store import Store
 
     manifest, graph = read_manifest(model_dir)
-    folder = Path(store_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    store = Store.open(f"sqlite:///{folder / 'store.db'}", folder / "blobs")
+    if store_dir is None:
+        store = open_team_store()
+    else:
+        folder = Path(store_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        store = Store.open(f"sqlite:///{folder / 'store.db'}", folder / "blobs")
     try:
-        route = f"{manifest['model']['name']}={seed_store(store, manifest, graph)}"
+        if store_dir is None:
+            ref = check_team_store(store, manifest)
+            print(
+                f"keel deploy: serving {ref} from the team store {store.safe_url}, blobs "
+                f"{store.blobs.location}",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            ref = seed_store(store, manifest, graph)
+        route = f"{manifest['model']['name']}={ref}"
         ring = KeyRing.from_file(keys) if keys else None
         with PredictionLog(store, sample_rate=log_sample) as sink:
             serve(
@@ -174,3 +206,59 @@ def serve_image(
             )
     finally:
         store.close()
+
+
+def open_team_store() -> Any:
+    """The team store from ``KEEL_STORE`` (PostgreSQL) and ``KEEL_BLOBS``, opened. A missing
+    setting is one line naming the keys the store's Secret must hold; no URL is echoed (it
+    may hold a password)."""
+    from keel import config
+    from keel.store import Store
+
+    url, blobs = str(config.get("KEEL_STORE") or ""), str(config.get("KEEL_BLOBS") or "")
+    missing = [name for name, value in (("KEEL_STORE", url), ("KEEL_BLOBS", blobs)) if not value]
+    if missing:
+        raise InvalidInput(
+            f"--team-store: {' and '.join(missing)} not set; the store's Secret (envFrom) must "
+            f"hold {STORE_KEYS}"
+        )
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in ("postgresql", "postgres"):
+        raise InvalidInput(
+            f"--team-store: KEEL_STORE: expected a postgresql:// URL (the team's server), got "
+            f"a {scheme!r} URL"
+        )
+    return Store.open(url, blobs)
+
+
+def check_team_store(store: Any, manifest: dict[str, Any]) -> str:
+    """The route (``NAME/VERSION``) of the version the image was built from, once ``store``
+    is shown to hold it exported with the image's very graph; :class:`UnsafeArtifact`
+    otherwise (another project's store, or a version exported again since the build)."""
+    from keel import registry
+
+    model = manifest["model"]
+    ref = f"{model['name']}/{int(model['version'])}"
+    want = manifest["graph"]["sha256"]
+    where = f"the team store {store.safe_url}"
+    try:
+        mv = registry.get_version(store, ref)
+    except NotFound as exc:
+        raise UnsafeArtifact(
+            f"{where} does not hold {ref}, which this image was built from ({exc}); point "
+            "KEEL_STORE at the store the image came from"
+        ) from None
+    have = mv.tags.get("export.onnx")
+    if have != want:
+        got = f"sha256 {have}" if have else "no exported graph"
+        raise UnsafeArtifact(
+            f"{where} has {got} for {ref}, the image's graph is sha256 {want}; refusing to "
+            "log another graph's predictions under this version (rebuild the image with "
+            "keel deploy k8s from this store)"
+        )
+    if not store.blobs.exists(have):
+        raise UnsafeArtifact(
+            f"{ref}'s exported graph (sha256 {have}) is missing from the blob store "
+            f"{store.blobs.location}"
+        )
+    return ref

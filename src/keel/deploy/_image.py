@@ -8,6 +8,9 @@ imports. So the image installs keel with ``--no-deps`` and then only
 (the versions keel was tested with), from wheels only, so no compiler is needed. The
 tests serve a graph with every training package made unimportable.
 
+An image for a team store (``keel deploy k8s --store-secret``) also installs
+:data:`TEAM_STORE_REQUIREMENTS`: the PostgreSQL driver (its binary wheel) and boto3 for S3.
+
 Two stages: the first makes a virtual environment and checks the graph's sha256; the
 second copies the environment and the graph onto a clean Python base, removes pip, and runs
 as user 10001 with a HEALTHCHECK on ``/readyz``.
@@ -40,14 +43,23 @@ SERVE_REQUIREMENTS = (
     "pyarrow",
 )
 
+# What serving from a team store adds: KEEL_STORE=postgresql://... through psycopg (the
+# binary wheel: no libpq or compiler in the image), KEEL_BLOBS=s3://... through boto3.
+TEAM_STORE_REQUIREMENTS = ("psycopg", "psycopg-binary", "boto3")
+
 BASE_IMAGE = "python:3.12-slim-bookworm"
 KEYS_PATH = f"{KEYS_DIR}/{KEYS_FILE}"
 
 
-def requirements() -> str:
-    """``requirements-serve.txt``: each serving requirement pinned to the installed version."""
+def requirements(team_store: bool = False) -> str:
+    """``requirements-serve.txt``: each serving requirement pinned to the installed version
+    (with ``team_store``, the team store's drivers too)."""
     lines = ["# What keel's server needs to serve an exported ONNX graph (keel.deploy)."]
-    for name in SERVE_REQUIREMENTS:
+    names: tuple[str, ...] = SERVE_REQUIREMENTS
+    if team_store:
+        lines.append("# and to serve from, and log to, a team store (PostgreSQL, S3).")
+        names += TEAM_STORE_REQUIREMENTS
+    for name in names:
         try:
             lines.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:  # not installed here: leave it unpinned
@@ -62,16 +74,16 @@ def keel_requirement() -> str:
         return "keel"
 
 
-def dockerfile(plan: Plan, base_image: str = BASE_IMAGE) -> str:
+def dockerfile(plan: Plan, base_image: str = BASE_IMAGE, *, team_store: bool = False) -> str:
     graph = f"{MODEL_DIR}/{GRAPH}"
     manifest = f"{MODEL_DIR}/{MANIFEST}"
     manifest_sha = _sha256(plan.manifest_bytes())
     ready = f"http://127.0.0.1:{PORT}/readyz"
     probe = f"import urllib.request; urllib.request.urlopen('{ready}', timeout=2)"
     health = json.dumps(["/opt/keel/bin/python", "-c", probe])
+    store = ["--team-store"] if team_store else ["--store", STORE_DIR]
     command = json.dumps(
-        ["serve", "--model-dir", MODEL_DIR, "--store", STORE_DIR, "--keys", KEYS_PATH]
-        + ["--port", str(PORT)]
+        ["serve", "--model-dir", MODEL_DIR, *store, "--keys", KEYS_PATH, "--port", str(PORT)]
     )
     return f"""\
 # syntax=docker/dockerfile:1

@@ -8,6 +8,13 @@ prediction log) and ``/tmp``. API keys (the JSON of key hashes that ``keel key``
 come from a Secret mounted read-only at ``/etc/keel/keys``; keel rereads the file when the
 Secret changes, so a revoked key stops working without a restart. No key is ever written
 here: the manifests name the Secret, and ``kubectl create secret`` makes it.
+
+With ``store_secret`` (``keel deploy k8s --store-secret NAME``) the pod serves from, and logs
+its predictions to, the team's store instead (``python -m keel.deploy serve --team-store``):
+the container takes its environment from that Secret (``envFrom``: ``KEEL_STORE``,
+``KEEL_BLOBS`` and the ``AWS_*`` keys; no value of it is ever written here), has no store
+``emptyDir`` (``/tmp`` stays the only writable path), and the NetworkPolicy lets it reach DNS
+and the store's ports (``store_ports``: PostgreSQL's 5432 and S3's 443 unless given).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ KEYS_DIR = "/etc/keel/keys"
 KEYS_FILE = "keys.json"
 MODEL_DIR = "/srv/keel/model"
 UID = 10001
+STORE_PORTS = (5432, 443)  # PostgreSQL, S3 (HTTPS)
 
 _CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$")
 _MEMORY = re.compile(r"^[0-9]+(Ki|Mi|Gi)?$")
@@ -41,6 +49,10 @@ class Settings:
     target_cpu_percent: the autoscaler's target average CPU use, of the request.
     keys_secret: the Secret holding ``keys.json`` (made by ``keel key``).
     allow_namespaces: namespaces (besides the release's own) whose pods may call it.
+    store_secret: the Secret holding the team store's settings (KEEL_STORE, KEEL_BLOBS,
+        AWS_*): the pod serves from and logs to the team store. None: the pod's own store.
+    store_ports: with ``store_secret``, the TCP ports the pod may open connections to
+        (the PostgreSQL server's and the object store's).
     """
 
     image: str
@@ -53,6 +65,8 @@ class Settings:
     target_cpu_percent: int = 70
     keys_secret: str | None = None
     allow_namespaces: tuple[str, ...] = ()
+    store_secret: str | None = None
+    store_ports: tuple[int, ...] = STORE_PORTS
 
     def check(self) -> None:
         if (
@@ -85,6 +99,19 @@ class Settings:
             check_k8s_name(self.keys_secret, "--keys-secret")
         for ns in self.allow_namespaces:
             check_k8s_name(ns, "--allow-namespace")
+        if self.store_secret is not None:
+            check_k8s_name(self.store_secret, "--store-secret")
+        for port in self.store_ports:
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise InvalidInput(f"--store-port: expected a port number 1-65535, got {port!r}")
+        if self.store_secret is not None and not self.store_ports:
+            raise InvalidInput(
+                "--store-port: expected at least one port with --store-secret, got none"
+            )
+
+    @property
+    def team_store(self) -> bool:
+        return self.store_secret is not None
 
 
 def _meta(plan: Plan, s: Settings, name: str | None = None) -> dict[str, Any]:
@@ -123,8 +150,10 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 def container(plan: Plan, s: Settings, kserve: bool = False) -> dict[str, Any]:
     """keel's server. For KServe (Knative) the container is ``kserve-container``, declares
     the v2 protocol in ``PROTOCOL`` (KServe's custom-predictor convention), names its port
-    ``http1`` (Knative allows only http1 and h2c) and has no startup probe."""
-    out = {
+    ``http1`` (Knative allows only http1 and h2c) and has no startup probe. With a team
+    store its environment comes from the store's Secret and it has no store volume."""
+    store_args = ["--team-store"] if s.team_store else ["--store", STORE_DIR]
+    out: dict[str, Any] = {
         "name": "kserve-container" if kserve else "keel",
         "image": s.image,
         "imagePullPolicy": "IfNotPresent",
@@ -134,8 +163,7 @@ def container(plan: Plan, s: Settings, kserve: bool = False) -> dict[str, Any]:
             str(PORT),
             "--keys",
             f"{KEYS_DIR}/{KEYS_FILE}",
-            "--store",
-            STORE_DIR,
+            *store_args,
         ],
         "ports": [
             {"name": "http1" if kserve else "http", "containerPort": PORT, "protocol": "TCP"}
@@ -163,19 +191,22 @@ def container(plan: Plan, s: Settings, kserve: bool = False) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [
-            {"name": "store", "mountPath": STORE_DIR},
+            *([] if s.team_store else [{"name": "store", "mountPath": STORE_DIR}]),
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
         ],
     }
+    if s.team_store:  # KEEL_STORE, KEEL_BLOBS, AWS_*: by name only, never a value
+        out["envFrom"] = [{"secretRef": {"name": s.store_secret, "optional": False}}]
     if kserve:
         del out["startupProbe"]
     return out
 
 
 def volumes(plan: Plan, s: Settings, kserve: bool = False) -> list[dict[str, Any]]:
+    own_store = [] if s.team_store else [{"name": "store", "emptyDir": {"sizeLimit": "1Gi"}}]
     return [
-        {"name": "store", "emptyDir": {"sizeLimit": "1Gi"}},
+        *own_store,
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
         {
             "name": "keys",
@@ -293,12 +324,18 @@ def disruption_budget(plan: Plan, s: Settings) -> dict[str, Any]:
 
 def network_policy(plan: Plan, s: Settings) -> dict[str, Any]:
     """Pods of the same namespace (and of ``allow_namespaces``) may reach the server's port;
-    nothing else may, and the server opens no connection out (its store is in the pod)."""
+    nothing else may. The server opens no connection out when its store is in the pod; with
+    a team store it may reach DNS and the store's ports (``store_ports``), nothing else."""
     sources: list[dict[str, Any]] = [{"podSelector": {}}]
     sources += [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
         for ns in s.allow_namespaces
     ]
+    egress: list[dict[str, Any]] = []
+    if s.team_store:
+        dns = [{"protocol": proto, "port": 53} for proto in ("UDP", "TCP")]
+        store = [{"protocol": "TCP", "port": port} for port in s.store_ports]
+        egress = [{"ports": dns}, {"ports": store}]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -307,7 +344,7 @@ def network_policy(plan: Plan, s: Settings) -> dict[str, Any]:
             "podSelector": {"matchLabels": selector(plan)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": sources, "ports": [{"protocol": "TCP", "port": PORT}]}],
-            "egress": [],
+            "egress": egress,
         },
     }
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from keel.deploy._boot import STORE_KEYS
 from keel.deploy._image import dockerfile, dockerignore, requirements
 from keel.deploy._manifests import (
     KEYS_FILE,
@@ -39,9 +40,9 @@ def to_yaml(obj: dict[str, Any]) -> str:
 def render(p: Plan, settings: Settings, kserve: bool = False) -> dict[str, bytes]:
     """Relative path → bytes of every file the folder gets."""
     files: dict[str, bytes] = {
-        "Dockerfile": dockerfile(p).encode(),
+        "Dockerfile": dockerfile(p, team_store=settings.team_store).encode(),
         ".dockerignore": dockerignore().encode(),
-        "requirements-serve.txt": requirements().encode(),
+        "requirements-serve.txt": requirements(team_store=settings.team_store).encode(),
         "wheels/README.txt": WHEELS_README.encode(),
         f"model/{GRAPH}": p.graph,
         f"model/{MANIFEST}": p.manifest_bytes(),
@@ -68,8 +69,12 @@ def deploy_k8s(
     """Write the image's build context and the manifests for ``ref`` to ``out``.
 
     ``image`` defaults to ``keel-NAME:VERSION``; ``settings`` are :class:`Settings` fields
-    (``namespace``, ``replicas``, ``cpu``, ...). ``release_file`` (the YAML ``keel serve
-    --release`` reads) sets KServe's canary share. Returns what was written."""
+    (``namespace``, ``replicas``, ``cpu``, ``store_secret``, ...). ``release_file`` (the YAML
+    ``keel serve --release`` reads) sets KServe's canary share. Returns what was written.
+
+    With ``store_secret`` the pod serves ``ref``'s version from the team store the Secret
+    names (it refuses to start unless that store holds the version with this very graph)
+    and logs its predictions there."""
     if release_file is not None and not kserve:
         raise InvalidInput("--release: sets the KServe canary share; give --kserve with it")
     Settings(image=image or "keel", **settings).check()  # flags first: they cost nothing
@@ -80,6 +85,21 @@ def deploy_k8s(
     _check_out(target, files, force)
     _write_all(target, files)
     secret = keys_secret(p, cfg)
+    ns = f" -n {cfg.namespace}" if cfg.namespace else ""
+    steps = [
+        f"docker build -t {cfg.image} {target}",
+        f"kubectl create secret generic {secret} --from-file={KEYS_FILE}=KEYS.json{ns}",
+    ]
+    notes = list(p.notes)
+    if cfg.store_secret is not None:
+        steps.append(
+            f"kubectl create secret generic {cfg.store_secret} --from-env-file=STORE.env{ns}"
+        )
+        notes.append(
+            f"the Secret {cfg.store_secret!r} gives the pod its environment: {STORE_KEYS}; "
+            f"the store must hold {p.ref} exported with this graph (the pod checks at start)"
+        )
+    steps.append(f"kubectl apply -f {target / ('kserve' if kserve else 'k8s')}")
     return {
         "model": p.ref,
         "alias": p.alias,
@@ -88,14 +108,10 @@ def deploy_k8s(
         "graph_sha256": p.graph_sha256,
         "files": sorted(files),
         "keys_secret": secret,
+        "store_secret": cfg.store_secret,
         "canary_percent": p.canary_percent,
-        "notes": p.notes,
-        "next": [
-            f"docker build -t {cfg.image} {target}",
-            f"kubectl create secret generic {secret} --from-file={KEYS_FILE}=KEYS.json"
-            + (f" -n {cfg.namespace}" if cfg.namespace else ""),
-            f"kubectl apply -f {target / ('kserve' if kserve else 'k8s')}",
-        ],
+        "notes": notes,
+        "next": steps,
     }
 
 
