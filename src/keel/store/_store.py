@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, insert, select, text
+from sqlalchemy import Engine, Table, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import (
@@ -186,7 +186,7 @@ class Store:
         The rows are plain data, so a transaction that did not commit can be sent again. The
         hard case is a connection lost *in* COMMIT: the server may have committed and only
         the acknowledgement was lost, and sending the rows again would write them twice. So
-        the transaction notes its id (``txid_current()``) before COMMIT, and after such a
+        the insert returns the transaction's id (``txid_current()``), and after such a
         loss keel reconnects and asks the server: ``txid_status`` (PostgreSQL's answer to
         exactly this question) says committed, aborted or still in progress (then keel asks
         again). Committed counts only if the first row is there with that transaction as its
@@ -202,8 +202,9 @@ class Store:
             try:
                 with self._connect_once(keel_write=True) as conn:
                     with conn.begin():
-                        conn.execute(insert(table), rows)
-                        xid = int(conn.execute(text("SELECT txid_current()")).scalar_one())
+                        # the transaction's id comes back with the insert: no extra round trip
+                        done = conn.execute(insert(table).returning(func.txid_current()), rows)
+                        xid = int(done.scalars().all()[0])
                         committing = True
             except DBAPIError as exc:
                 if not _lost_connection(exc):
