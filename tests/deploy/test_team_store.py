@@ -357,24 +357,45 @@ def test_an_image_whose_graph_the_team_store_does_not_hold_is_refused(team, fold
         store.close()
 
 
+UNREACHABLE = f"postgresql://keel:{PASSWORD}@127.0.0.1:9/keel"  # the discard port: refused
+
+
 @pytest.mark.parametrize(
-    "store_env, needle",
+    "store_env, code, needle",
     [
-        ({}, "KEEL_STORE and KEEL_BLOBS not set"),
-        ({"KEEL_BLOBS": "s3://bucket/keel"}, "KEEL_STORE not set"),
-        ({"KEEL_STORE": "sqlite:////tmp/x.db", "KEEL_BLOBS": "/tmp/b"}, "postgresql://"),
+        ({}, 2, "KEEL_STORE and KEEL_BLOBS not set"),
+        ({"KEEL_BLOBS": "s3://bucket/keel"}, 2, "KEEL_STORE not set"),
+        ({"KEEL_STORE": "sqlite:////tmp/x.db", "KEEL_BLOBS": "/tmp/b"}, 2, "postgresql://"),
+        ({"KEEL_STORE": UNREACHABLE, "KEEL_BLOBS": "/tmp/b"}, 1, "cannot open the team store"),
     ],
 )
-def test_a_missing_store_setting_is_one_line_naming_the_secrets_keys(
-    folder, tmp_path, store_env, needle
-):
+def test_a_missing_or_bad_store_setting_is_one_line(folder, tmp_path, store_env, code, needle):
     from keel.serve import add_key
 
     keys = tmp_path / "keys.json"
     add_key(keys, "gateway", ["predict"])
-    code, line = _refused(folder / "model", keys, store_env)
-    assert code == 2 and needle in line
+    got, line = _refused(folder / "model", keys, store_env)
+    assert got == code and needle in line
+    assert PASSWORD not in line
     if "not set" in line:
         for key in ("KEEL_STORE", "KEEL_BLOBS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             assert key in line
     assert not Path("/tmp/x.db").exists()
+
+
+def test_a_database_with_no_keel_store_is_refused_and_left_empty(pg_admin_user, folder, tmp_path):
+    import psycopg
+
+    from keel.serve import add_key
+
+    keys = tmp_path / "keys.json"
+    add_key(keys, "gateway", ["predict"])
+    with fresh_pg_database(pg_admin_user) as url:
+        env = {"KEEL_STORE": url, "KEEL_BLOBS": (tmp_path / "blobs").as_uri()}
+        code, line = _refused(folder / "model", keys, env)
+        assert code == 2 and "holds no keel store" in line
+        with psycopg.connect(url) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchone()
+        assert tables == (0,)  # the pod made no store there

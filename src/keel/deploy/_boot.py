@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from keel.errors import InvalidInput, KeelError, NotFound, UnsafeArtifact
+from keel.errors import InvalidInput, KeelError, NotFound, StoreError, UnsafeArtifact
 
 DEFAULT_MODEL_DIR = "/srv/keel/model"
 STORE_KEYS = (
@@ -228,7 +228,34 @@ def open_team_store() -> Any:
             f"--team-store: KEEL_STORE: expected a postgresql:// URL (the team's server), got "
             f"a {scheme!r} URL"
         )
-    return Store.open(url, blobs)
+    store = Store(url, blobs)
+    _check_holds_a_store(store)
+    return store.connect()
+
+
+def _check_holds_a_store(store: Any) -> None:
+    """Refuse a database with no keel schema: opening a store creates one, and a pod must
+    not make a new team store in whatever database its Secret happens to name."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from keel.store import _engine
+
+    engine = _engine.create(store.url)
+    try:
+        revision = _engine.current_revision(engine)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc  # the driver's own message, if any
+        first = (str(cause).strip() or type(exc).__name__).splitlines()
+        raise StoreError(
+            f"--team-store: cannot open the team store at {store.safe_url}: {first[0]}"
+        ) from None
+    finally:
+        engine.dispose()
+    if revision is None:
+        raise InvalidInput(
+            f"--team-store: KEEL_STORE: the database at {store.safe_url} holds no keel store; "
+            "the pod makes none: point KEEL_STORE at the store the image was built from"
+        )
 
 
 def check_team_store(store: Any, manifest: dict[str, Any]) -> str:
