@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -86,9 +87,15 @@ class PrivateServer:
 
     def start(self) -> PrivateServer:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.user, "--no-sync")
+        self.up()
+        return self
+
+    def up(self) -> None:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
-        return self
+
+    def down(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def restart(self, mode: str) -> None:
         """``pg_ctl restart -m fast`` (sessions ended cleanly) or ``-m immediate`` (a crash:
@@ -272,6 +279,38 @@ def test_without_retry_time_the_writer_stops_with_one_line_and_loses_nothing(
             )
         ), last
         check_every_ack_landed_once(store, "k", lines.acked())
+    finally:
+        store.close()
+
+
+def test_reads_and_writes_wait_for_a_server_coming_back(
+    server: PrivateServer, tmp_path: Path
+) -> None:
+    """Opening a connection waits (within KEEL_STORE_RETRY_SECONDS) for a server that is
+    down for a moment, for a whole store.write() block and a read alike."""
+    store = Store.open(server.url(server.create_database()), tmp_path / "blobs")
+
+    @contextmanager
+    def server_down_for(seconds: float) -> Iterator[None]:
+        server.down()
+        back = threading.Timer(seconds, server.up)
+        back.start()
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            back.join()
+        assert time.monotonic() - t0 >= seconds  # it did wait for the server
+
+    try:
+        add_run(store)
+        with server_down_for(1.5):
+            with store.write() as conn:  # a transaction the store cannot replay
+                conn.execute(_tables.params.insert().values(run_id="r1", key="k", value="1"))
+        with server_down_for(1.5):
+            with store.read() as conn:
+                got = conn.execute(select(_tables.params.c.value)).scalars().all()
+        assert got == ["1"]
     finally:
         store.close()
 
