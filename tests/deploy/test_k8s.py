@@ -364,3 +364,21 @@ def test_a_file_as_out_is_refused(project, tmp_path, capsys):
     )
     assert code == 2 and "not a folder" in _one_error_line(err)
     assert out.read_text() == "x"
+
+
+def test_store_secret_from_a_sqlite_project_says_the_team_store_must_hold_the_version(
+    project, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    res = deploy(
+        capsys, project, "adult@production", "--out", out, "--kserve", "--store-secret", "ts"
+    )
+    assert res["store_secret"] == "ts"
+    assert any("SQLite" in n and "adult/1" in n for n in res["notes"])
+    for name, obj in objects(out).items():
+        if name == "inferenceservice.yaml":
+            validate_kserve(obj)
+        else:
+            validate_k8s(obj)
+    (c,) = objects(out)["deployment.yaml"]["spec"]["template"]["spec"]["containers"]
+    assert c["envFrom"] == [{"secretRef": {"name": "ts", "optional": False}}]

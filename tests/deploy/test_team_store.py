@@ -85,6 +85,7 @@ def folder(team: Team, tmp_path_factory: pytest.TempPathFactory) -> Path:
     res = _deploy(team, out, kserve=True, namespace="models", store_secret=SECRET)
     assert res["store_secret"] == SECRET
     assert any(f"kubectl create secret generic {SECRET}" in step for step in res["next"])
+    assert not any("SQLite" in note for note in res["notes"])  # deployed from the team store
     return out
 
 
@@ -171,6 +172,7 @@ def test_store_ports_can_be_given_and_bad_ones_are_refused(team, tmp_path, capsy
     for args, needle in (
         (["--store-secret", "Team_Store"], "--store-secret"),
         (["--store-secret", SECRET, "--store-port", "70000"], "--store-port"),
+        (["--store-port", "5432"], "give --store-secret with it"),
     ):
         bad = tmp_path / "bad"
         for key, value in team.env().items():

@@ -77,6 +77,10 @@ def deploy_k8s(
     and logs its predictions there."""
     if release_file is not None and not kserve:
         raise InvalidInput("--release: sets the KServe canary share; give --kserve with it")
+    if settings.get("store_ports") is not None and settings.get("store_secret") is None:
+        raise InvalidInput(
+            "--store-port: opens the pod to the team store's ports; give --store-secret with it"
+        )
     Settings(image=image or "keel", **settings).check()  # flags first: they cost nothing
     p = plan(store, ref, name=name, release_file=release_file)
     cfg = Settings(image=image or f"keel-{p.name}:{p.version}", **settings)
@@ -99,6 +103,11 @@ def deploy_k8s(
             f"the Secret {cfg.store_secret!r} gives the pod its environment: {STORE_KEYS}; "
             f"the store must hold {p.ref} exported with this graph (the pod checks at start)"
         )
+        if getattr(store, "dialect", None) == "sqlite":
+            notes.append(
+                f"{p.ref} comes from a SQLite store here: the pod starts only if the team store "
+                "in the Secret holds it exported with this same graph"
+            )
     steps.append(f"kubectl apply -f {target / ('kserve' if kserve else 'k8s')}")
     return {
         "model": p.ref,
